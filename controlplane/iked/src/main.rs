@@ -1,0 +1,3 @@
+//! The gatekey IKE daemon.
+
+fn main() {}

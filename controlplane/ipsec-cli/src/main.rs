@@ -1,0 +1,3 @@
+//! The ipsec command.
+
+fn main() {}

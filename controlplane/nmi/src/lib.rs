@@ -1,0 +1,1 @@
+//! The network management interface (NMI) protocol spoken between ipsec, iked and nssd.

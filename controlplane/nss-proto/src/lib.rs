@@ -1,0 +1,1 @@
+//! The Network Security Services (NSS) client/server protocol carried over TLS.

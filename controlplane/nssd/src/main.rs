@@ -1,0 +1,3 @@
+//! The gatekey Network Security Services server.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Types shared between gatekey's eBPF filter and its user-space loader.

@@ -1,0 +1,1 @@
+//! User-space loader and API for gatekey's eBPF IP filter.

@@ -1,0 +1,1 @@
+//! Typed XFRM netlink client: SAs, policies, SPI allocation, counters, events.

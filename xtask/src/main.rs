@@ -1,0 +1,3 @@
+//! Developer tasks: setup, eBPF build, VM scenarios, demo, benchmarks.
+
+fn main() {}
