@@ -1,1 +1,14 @@
-//! Parsers for gatekey's z/OS-style statement files: iked.conf, nssd.conf, the IPSEC profile block and the IPsec policy file.
+//! Parsers for gatekey's z/OS-style statement files: iked.conf (IkeConfig,
+//! NssStackConfig), nssd.conf (NssConfig), the TCP/IP profile's
+//! `IPSEC … ENDIPSEC` block, the IPsec policy file, and the authorization
+//! profiles file.
+//!
+//! Every parser reports errors as [`lex::Diagnostic`]s naming
+//! `file:line:column` and what was expected. This crate does no I/O beyond
+//! reading the files it is asked to parse and depends on no other workspace
+//! crate.
+
+pub mod lex;
+mod sysname;
+
+pub use sysname::{system_name, system_name_from};
