@@ -1,0 +1,179 @@
+//! Throw-away network namespaces joined by veth pairs, for host tests and
+//! benchmarks (`cargo xtask bench filter`). Uses iproute2 (`ip`), which
+//! `cargo xtask setup` installs. Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN).
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::Error;
+use crate::netns::Stack;
+
+/// Runs `ip ARGS…` and fails with its stderr if it exits non-zero.
+pub fn ip(args: &[&str]) -> Result<String, Error> {
+    run("ip", args)
+}
+
+/// Runs a command and returns its stdout; fails with stderr on non-zero exit.
+pub fn run(program: &str, args: &[&str]) -> Result<String, Error> {
+    let command = format!("{program} {}", args.join(" "));
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| Error::Command {
+            command: command.clone(),
+            detail: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            command,
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A network namespace created for a test; deleted (with its interfaces) on
+/// drop.
+#[derive(Debug)]
+pub struct TempNetns {
+    stack: Stack,
+}
+
+impl TempNetns {
+    /// Creates `/run/netns/<prefix>-<pid>-<n>` with its loopback up.
+    pub fn new(prefix: &str) -> Result<Self, Error> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{prefix}-{}-{n}", std::process::id());
+        let stack = Stack::new(&name)?;
+        ip(&["netns", "add", &name])?;
+        let ns = Self { stack };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// The namespace as a stack.
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+
+    /// The namespace name.
+    pub fn name(&self) -> &str {
+        self.stack.name()
+    }
+
+    /// Runs `ip -n <ns> ARGS…`.
+    pub fn ip(&self, args: &[&str]) -> Result<String, Error> {
+        let mut full = vec!["-n", self.name()];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+
+    /// Runs a command inside the namespace (`ip netns exec`).
+    pub fn exec(&self, program: &str, args: &[&str]) -> Result<String, Error> {
+        let mut full = vec!["netns", "exec", self.name(), program];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+}
+
+impl Drop for TempNetns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", self.stack.name()]);
+    }
+}
+
+/// Two namespaces `a` and `b` joined by a veth pair (`va` in `a`, `vb` in
+/// `b`) with IPv4 `10.<net>.0.1/24`–`.2/24` and IPv6
+/// `fd00:<net>::1/64`–`::2/64`, both up, IPv6 DAD disabled.
+#[derive(Debug)]
+pub struct VethPair {
+    /// The first namespace (holds `va`, `.1`).
+    pub a: TempNetns,
+    /// The second namespace (holds `vb`, `.2`).
+    pub b: TempNetns,
+    /// IPv4 address of `va`.
+    pub a4: std::net::Ipv4Addr,
+    /// IPv4 address of `vb`.
+    pub b4: std::net::Ipv4Addr,
+    /// IPv6 address of `va`.
+    pub a6: std::net::Ipv6Addr,
+    /// IPv6 address of `vb`.
+    pub b6: std::net::Ipv6Addr,
+}
+
+impl VethPair {
+    /// Creates the pair; `net` picks the subnet (1–254).
+    pub fn new(prefix: &str, net: u8) -> Result<Self, Error> {
+        let a = TempNetns::new(&format!("{prefix}a"))?;
+        let b = TempNetns::new(&format!("{prefix}b"))?;
+        let a4 = std::net::Ipv4Addr::new(10, net, 0, 1);
+        let b4 = std::net::Ipv4Addr::new(10, net, 0, 2);
+        let a6 = std::net::Ipv6Addr::new(0xfd00, u16::from(net), 0, 0, 0, 0, 0, 1);
+        let b6 = std::net::Ipv6Addr::new(0xfd00, u16::from(net), 0, 0, 0, 0, 0, 2);
+        ip(&[
+            "link",
+            "add",
+            "va",
+            "netns",
+            a.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vb",
+            "netns",
+            b.name(),
+        ])?;
+        for (ns, dev, v4, v6) in [(&a, "va", a4, a6), (&b, "vb", b4, b6)] {
+            ns.exec("sysctl", &["-qw", "net.ipv6.conf.all.accept_dad=0"])?;
+            ns.exec(
+                "sysctl",
+                &["-qw", &format!("net.ipv6.conf.{dev}.accept_dad=0")],
+            )?;
+            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev])?;
+            ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"])?;
+            ns.ip(&["link", "set", dev, "up"])?;
+        }
+        Ok(Self {
+            a,
+            b,
+            a4,
+            b4,
+            a6,
+            b6,
+        })
+    }
+}
+
+/// Environment variable that turns a skipped privileged test into a failure
+/// (CI sets it: CI runs as root and must not skip these tests).
+pub const REQUIRE_ENV: &str = "GATEKEY_REQUIRE_PRIVILEGED_TESTS";
+
+/// True if privileged host tests can run here (root, iproute2, bpffs).
+/// Otherwise prints why the test named `test` is skipped and returns false,
+/// or panics if [`REQUIRE_ENV`] is set.
+pub fn privileged(test: &str) -> bool {
+    let why = if !nix::unistd::Uid::effective().is_root() {
+        Some("not running as root")
+    } else if run("ip", &["-V"]).is_err() {
+        Some("iproute2 (`ip`) is not installed; run `cargo xtask setup`")
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(why) => {
+            assert!(
+                std::env::var_os(REQUIRE_ENV).is_none(),
+                "{test}: cannot run ({why}) but {REQUIRE_ENV} is set"
+            );
+            eprintln!("SKIPPED {test}: {why}");
+            false
+        }
+    }
+}
