@@ -487,15 +487,15 @@ pub fn parse(file: &str, src: &str) -> Result<IkedConf, Diagnostics> {
     for stmt in statements(file, &toks, end, &mut errors) {
         let mut cur = Cursor::new(file, stmt.toks, stmt.end);
         let Some(head) = cur.next() else { continue };
-        let result = if head.is_keyword("IkeConfig") {
+        let result = if head.is_word("IkeConfig") {
             parse_ike_config(&mut cur).map(|c| {
                 ike = Some((c, head.pos));
             })
-        } else if head.is_keyword("NssStackConfig") {
+        } else if head.is_word("NssStackConfig") {
             parse_nss_stack(&mut cur, head.pos).map(|c| {
                 nss_stacks.insert(c.stack.clone(), c);
             })
-        } else if head.is_keyword("StackConfig") {
+        } else if head.is_word("StackConfig") {
             parse_stack_config(&mut cur).map(|c| {
                 stack_configs.insert(c.stack.clone(), c);
             })
@@ -508,7 +508,7 @@ pub fn parse(file: &str, src: &str) -> Result<IkedConf, Diagnostics> {
                 ),
             ))
         };
-        if let Err(e) = result {
+        if let Err(e) = result.and_then(|()| expect_statement_end(&mut cur)) {
             errors.push(e);
         }
     }
@@ -674,6 +674,11 @@ pub(crate) fn parse_block<'a>(
             TokenKind::Word => param(cur, t)?,
         }
     }
+    Ok(())
+}
+
+/// Fail if tokens remain after a statement's closing brace.
+pub(crate) fn expect_statement_end(cur: &mut Cursor<'_>) -> Result<(), Diagnostic> {
     if let Some(t) = cur.next() {
         return Err(cur.error_at(t.pos, format!("unexpected '{}' after '}}'", t.text)));
     }
@@ -691,11 +696,11 @@ fn parse_ike_config(cur: &mut Cursor<'_>) -> Result<IkeConfig, Diagnostic> {
         ));
     }
     parse_block(cur, |cur, p| {
-        if p.is_keyword("IkeSyslogLevel") {
+        if p.is_word("IkeSyslogLevel") {
             c.ike_syslog_level = cur.expect_u32_in("IkeSyslogLevel", 0, syslog_level::ALL)?;
-        } else if p.is_keyword("PagentSyslogLevel") {
+        } else if p.is_word("PagentSyslogLevel") {
             c.pagent_syslog_level = cur.expect_u32_in("PagentSyslogLevel", 0, 255)?;
-        } else if p.is_keyword("SMF119") {
+        } else if p.is_word("SMF119") {
             let t = cur.expect_value("None, IKEALL, IKETunnel or DynTunnel after SMF119")?;
             let v = if t.is_word("None") {
                 None
@@ -719,36 +724,36 @@ fn parse_ike_config(cur: &mut Cursor<'_>) -> Result<IkeConfig, Diagnostic> {
                 Some(v) if !c.smf119.contains(&v) => c.smf119.push(v),
                 Some(_) => {}
             }
-        } else if p.is_keyword("IkeRetries") {
+        } else if p.is_word("IkeRetries") {
             c.ike_retries = cur.expect_u32_in("IkeRetries", 1, 10)?;
-        } else if p.is_keyword("IkeInitWait") {
+        } else if p.is_word("IkeInitWait") {
             c.ike_init_wait = cur.expect_u32_in("IkeInitWait", 1, 10)?;
-        } else if p.is_keyword("FIPS140") {
+        } else if p.is_word("FIPS140") {
             c.fips140 = parse_yes_no(cur, "FIPS140")?;
-        } else if p.is_keyword("Echo") {
+        } else if p.is_word("Echo") {
             c.echo = parse_yes_no(cur, "Echo")?;
-        } else if p.is_keyword("KeyRing") {
+        } else if p.is_word("KeyRing") {
             let t = cur.expect_value("a key ring name after KeyRing")?;
             c.key_ring = parse_key_ring(cur, t)?;
-        } else if p.is_keyword("NoKeyRing") {
+        } else if p.is_word("NoKeyRing") {
             c.key_ring = KeyRing::None;
-        } else if p.is_keyword("NetworkSecurityServer") {
+        } else if p.is_word("NetworkSecurityServer") {
             c.nss = Some(parse_nss_server(cur, "NetworkSecurityServer")?);
-        } else if p.is_keyword("NetworkSecurityServerBackup") {
+        } else if p.is_word("NetworkSecurityServerBackup") {
             c.nss_backup = Some(parse_nss_server(cur, "NetworkSecurityServerBackup")?);
-        } else if p.is_keyword("NssWaitLimit") {
+        } else if p.is_word("NssWaitLimit") {
             c.nss_wait_limit = cur.expect_u32_in("NssWaitLimit", 1, 3600)?;
-        } else if p.is_keyword("NssWaitRetries") {
+        } else if p.is_word("NssWaitRetries") {
             c.nss_wait_retries = cur.expect_u32_in("NssWaitRetries", 1, 100)?;
-        } else if p.is_keyword("PagentWait") {
+        } else if p.is_word("PagentWait") {
             c.pagent_wait = cur.expect_u32_in("PagentWait", 0, 3600)?;
-        } else if p.is_keyword("SupportedCertAuth") {
+        } else if p.is_word("SupportedCertAuth") {
             let t = cur.expect_value("a certificate label after SupportedCertAuth")?;
             check_label(cur, t, "SupportedCertAuth label", 1, 32)?;
             if !c.supported_cert_auth.contains(&t.text) {
                 c.supported_cert_auth.push(t.text.clone());
             }
-        } else if p.is_keyword("SystemName") {
+        } else if p.is_word("SystemName") {
             let t = cur.expect_value("a system name after SystemName")?;
             if t.text.is_empty()
                 || t.text.len() > 8
@@ -846,10 +851,10 @@ fn parse_nss_server(cur: &mut Cursor<'_>, what: &str) -> Result<NssServer, Diagn
         identity: None,
     };
     loop {
-        if cur.eat_keyword("Port") {
+        if cur.eat_word("Port") {
             let v = cur.expect_u32_in(&format!("{what} Port"), 1, 65535)?;
             s.port = u16::try_from(v).unwrap_or(NSS_PORT);
-        } else if cur.eat_keyword("Identity") {
+        } else if cur.eat_word("Identity") {
             let kt = cur.expect_value("IpAddr, Fqdn, UserAtFqdn or X500dn after Identity")?;
             let kind = if kt.is_word("IpAddr") {
                 IdentityType::IpAddr
@@ -968,7 +973,7 @@ fn parse_nss_stack(cur: &mut Cursor<'_>, pos: Pos) -> Result<NssStackConfig, Dia
     let mut user_seen = false;
     let mut auth_pos = None;
     parse_block(cur, |cur, p| {
-        if p.is_keyword("ClientName") {
+        if p.is_word("ClientName") {
             let t = cur.expect_value("a client name after ClientName")?;
             check_label(cur, t, "ClientName", 1, MAX_CLIENT_NAME)?;
             if !t.text.bytes().all(|b| b.is_ascii_graphic()) {
@@ -981,7 +986,7 @@ fn parse_nss_stack(cur: &mut Cursor<'_>, pos: Pos) -> Result<NssStackConfig, Dia
                 ));
             }
             n.client_name = Some(t.text.clone());
-        } else if p.is_keyword("ServiceType") {
+        } else if p.is_word("ServiceType") {
             let t = cur.expect_value("Cert or RemoteMgmt after ServiceType")?;
             let s = if t.is_word("Cert") {
                 ServiceType::Cert
@@ -996,12 +1001,12 @@ fn parse_nss_stack(cur: &mut Cursor<'_>, pos: Pos) -> Result<NssStackConfig, Dia
             if !n.services.contains(&s) {
                 n.services.push(s);
             }
-        } else if p.is_keyword("UserId") {
+        } else if p.is_word("UserId") {
             let t = cur.expect_value("a user ID after UserId")?;
             check_label(cur, t, "UserId", 1, 64)?;
             n.user_id = t.text.clone();
             user_seen = true;
-        } else if p.is_keyword("AuthBy") {
+        } else if p.is_word("AuthBy") {
             let t = cur.expect_value("Password or PassTicket after AuthBy")?;
             n.auth_by = if t.is_word("Password") {
                 AuthBy::Password
@@ -1014,13 +1019,13 @@ fn parse_nss_stack(cur: &mut Cursor<'_>, pos: Pos) -> Result<NssStackConfig, Dia
                 ));
             };
             auth_pos = Some(p.pos);
-        } else if p.is_keyword("Password") {
+        } else if p.is_word("Password") {
             let t = cur.expect_value("a password after Password")?;
             if t.text.is_empty() || t.text.len() > 128 {
                 return Err(cur.error_at(t.pos, "Password must be 1 to 128 characters"));
             }
             n.password = Some(Secret::new(t.text.as_bytes().to_vec()));
-        } else if p.is_keyword("PassTicketKeyFile") {
+        } else if p.is_word("PassTicketKeyFile") {
             let t = cur.expect_value("a file path after PassTicketKeyFile")?;
             if !t.text.starts_with('/') {
                 return Err(cur.error_at(
@@ -1085,11 +1090,11 @@ fn parse_stack_config(cur: &mut Cursor<'_>) -> Result<StackConfig, Diagnostic> {
     let mut s = StackConfig::defaults(&name.text);
     let mut seen_ports: Vec<(&str, u16, Pos)> = Vec::new();
     parse_block(cur, |cur, p| {
-        if p.is_keyword("PolicyFile") {
+        if p.is_word("PolicyFile") {
             s.policy_file = abs_path(cur, "PolicyFile")?;
-        } else if p.is_keyword("ProfileFile") {
+        } else if p.is_word("ProfileFile") {
             s.profile_file = abs_path(cur, "ProfileFile")?;
-        } else if p.is_keyword("Interface") {
+        } else if p.is_word("Interface") {
             let t = cur.expect_value("an interface name after Interface")?;
             if t.text.is_empty()
                 || t.text.len() > 15
@@ -1107,13 +1112,13 @@ fn parse_stack_config(cur: &mut Cursor<'_>) -> Result<StackConfig, Diagnostic> {
             if !s.interfaces.contains(&t.text) {
                 s.interfaces.push(t.text.clone());
             }
-        } else if p.is_keyword("NatKeepAlive") {
+        } else if p.is_word("NatKeepAlive") {
             s.nat_keepalive = cur.expect_u32_in("NatKeepAlive", 0, 3600)?;
-        } else if p.is_keyword("IkePort") {
+        } else if p.is_word("IkePort") {
             let v = cur.expect_u32_in("IkePort", 1, 65535)?;
             s.ike_port = u16::try_from(v).unwrap_or(500);
             seen_ports.push(("IkePort", s.ike_port, p.pos));
-        } else if p.is_keyword("NattPort") {
+        } else if p.is_word("NattPort") {
             let v = cur.expect_u32_in("NattPort", 1, 65535)?;
             s.natt_port = u16::try_from(v).unwrap_or(4500);
             seen_ports.push(("NattPort", s.natt_port, p.pos));

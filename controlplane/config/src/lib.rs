@@ -8,6 +8,7 @@
 //! reading the files it is asked to parse and depends on no other workspace
 //! crate.
 
+pub mod ike_policy;
 pub mod iked_conf;
 pub mod lex;
 mod sysname;
