@@ -11,8 +11,10 @@ pub const IDENT: [u8; 4] = *b"GKNS";
 pub const FRAME_VERSION: u8 = 1;
 /// The header length.
 pub const HEADER_LEN: usize = 40;
-/// The largest frame, header included (4 MiB).
-pub const MAX_FRAME_LEN: usize = 4 * 1024 * 1024;
+/// The largest frame, header included: 16 MiB + 64 KiB, so that a MGMT_REQUEST
+/// response can carry the largest NMI response (`docs/nmi-protocol.md` §2,
+/// 16 MiB).
+pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024 + 64 * 1024;
 /// The largest frame a server accepts before CONNECT has succeeded (16 KiB).
 pub const MAX_PREAUTH_FRAME_LEN: usize = 16 * 1024;
 /// `Flags` bit: this frame is a response.

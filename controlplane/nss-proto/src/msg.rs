@@ -36,8 +36,8 @@ pub mod limits {
     pub const CA_CERTIFICATE: usize = 128 * 1024;
     /// `SubjectDn`.
     pub const SUBJECT_DN: usize = 1024;
-    /// `NmiMessage`.
-    pub const NMI_MESSAGE: usize = super::MAX_FRAME_LEN - 1024;
+    /// `NmiMessage`: the NMI protocol's largest message (16 MiB).
+    pub const NMI_MESSAGE: usize = 16 * 1024 * 1024;
     /// `Requester`.
     pub const REQUESTER: usize = 64;
     /// Largest `KeepaliveInterval` in seconds.
