@@ -11,6 +11,8 @@
 pub mod ike_policy;
 pub mod iked_conf;
 pub mod lex;
+pub mod nssd_conf;
+pub mod saf;
 mod sysname;
 
 pub use sysname::{system_name, system_name_from};
