@@ -339,7 +339,8 @@ impl NssStackConfig {
 pub struct StackConfig {
     /// The stack (network namespace) name; `default` is the initial one.
     pub stack: String,
-    /// `PolicyFile path`: the IPsec policy file (default
+    /// `PolicyFile path`: the IPsec policy file; a relative path is relative
+    /// to the directory of iked.conf (default
     /// `/etc/security/ipsec-policy.conf` for `default`,
     /// `/etc/security/ipsec-policy.<stack>.conf` otherwise).
     pub policy_file: PathBuf,
@@ -359,6 +360,16 @@ pub struct StackConfig {
 }
 
 impl StackConfig {
+    /// Make relative PolicyFile/ProfileFile paths relative to `base` (the
+    /// directory of iked.conf).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for p in [&mut self.policy_file, &mut self.profile_file] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
     /// The defaults for `stack`.
     pub fn defaults(stack: &str) -> Self {
         let (pol, prof) = if stack == DEFAULT_STACK {
@@ -1091,9 +1102,9 @@ fn parse_stack_config(cur: &mut Cursor<'_>) -> Result<StackConfig, Diagnostic> {
     let mut seen_ports: Vec<(&str, u16, Pos)> = Vec::new();
     parse_block(cur, |cur, p| {
         if p.is_word("PolicyFile") {
-            s.policy_file = abs_path(cur, "PolicyFile")?;
+            s.policy_file = file_path(cur, "PolicyFile")?;
         } else if p.is_word("ProfileFile") {
-            s.profile_file = abs_path(cur, "ProfileFile")?;
+            s.profile_file = file_path(cur, "ProfileFile")?;
         } else if p.is_word("Interface") {
             let t = cur.expect_value("an interface name after Interface")?;
             if t.text.is_empty()
@@ -1147,12 +1158,14 @@ fn parse_stack_config(cur: &mut Cursor<'_>) -> Result<StackConfig, Diagnostic> {
     Ok(s)
 }
 
-fn abs_path(cur: &mut Cursor<'_>, what: &str) -> Result<PathBuf, Diagnostic> {
+/// A file path; a relative one is kept as written and resolved against the
+/// directory of iked.conf by [`StackConfig::resolve_paths`].
+fn file_path(cur: &mut Cursor<'_>, what: &str) -> Result<PathBuf, Diagnostic> {
     let t = cur.expect_value(&format!("a file path after {what}"))?;
-    if !t.text.starts_with('/') {
+    if t.text.is_empty() || t.text.ends_with('/') {
         return Err(cur.error_at(
             t.pos,
-            format!("{what} must be an absolute path, found '{}'", t.text),
+            format!("{what} must name a file, found '{}'", t.text),
         ));
     }
     Ok(PathBuf::from(&t.text))
@@ -1491,11 +1504,14 @@ StackConfig default { }
 
     #[test]
     fn stack_config_errors() {
-        let e = one_err("StackConfig r { PolicyFile rel.pol }");
-        assert!(
-            e.starts_with("t.conf:1:28: PolicyFile must be an absolute path"),
-            "{e}"
-        );
+        let e = one_err("StackConfig r { PolicyFile dir/ }");
+        assert!(e.starts_with("t.conf:1:28: PolicyFile must name a file"), "{e}");
+        let mut s = ok("StackConfig r { PolicyFile rel.pol ProfileFile /abs/p }")
+            .stacks()
+            .remove(0);
+        s.resolve_paths(Path::new("/etc/security"));
+        assert_eq!(s.policy_file, PathBuf::from("/etc/security/rel.pol"));
+        assert_eq!(s.profile_file, PathBuf::from("/abs/p"));
         let e = one_err("StackConfig r { IkePort 4500 }");
         assert!(e.contains("IkePort and NattPort must differ"), "{e}");
         let e = one_err("StackConfig r { Interface averyveryverylongname }");

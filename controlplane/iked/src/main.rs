@@ -1,3 +1,5 @@
-//! The gatekey IKE daemon.
+//! `iked`: see the library documentation of this package.
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    iked::main()
+}
