@@ -12,6 +12,9 @@ fn captures() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for dir in std::fs::read_dir(SS).unwrap() {
         let dir = dir.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
         for f in std::fs::read_dir(&dir).unwrap() {
             let f = f.unwrap().path();
             if f.extension().is_some_and(|e| e == "bin") {

@@ -1,6 +1,21 @@
-//! Cryptography: signature schemes and keys ([`sig`]), certificates and chain validation
-//! ([`cert`]), and a minimal DER codec ([`der`]).
+//! Cryptography.
+//!
+//! - [`sig`]: signature schemes, keys, the [`sig::Signer`] trait (usable outside IKE).
+//! - [`cert`]: certificates, distinguished names, chain validation with CRLs.
+//! - [`dh`], [`prf`], [`integ`], [`encr`]: the IKE transforms.
+//! - [`keys`]: the IKEv2 key schedule (SKEYSEED, SK_*, child KEYMAT).
+//! - [`secret`]: zeroizing, redacting byte strings.
+//! - [`der`]: a minimal DER codec.
 
 pub mod cert;
 pub mod der;
+pub mod dh;
+pub mod encr;
+pub mod integ;
+pub mod keys;
+mod modp_primes;
+pub mod prf;
+pub mod secret;
 pub mod sig;
+
+pub use secret::Secret;
