@@ -4,7 +4,12 @@
 //! installed, so it depends on no other workspace crate and on very few
 //! third-party ones (toml, serde_json, regex-lite).
 
+mod agent;
+mod checks;
 mod guest;
+mod pcap;
+mod runner;
+mod scenario;
 mod setup;
 mod util;
 
@@ -16,6 +21,8 @@ usage: cargo xtask <task> [args]
 
 tasks:
   setup            install what the build and the tests need (idempotent)
+  vm-test [GLOB…]  run VM scenarios (vm-tests/scenarios/SUITE/NAME); --list, --no-build,
+                   --release, -j N; see docs/testing.md
   vm-run CMD       boot a test guest, run the shell command CMD in it, print its output
   help             this text
 ";
@@ -29,6 +36,8 @@ fn main() -> ExitCode {
     let result = match task {
         "setup" => setup::run(rest),
         "vm-run" => vm_run(rest),
+        "vm-test" => runner::run(rest),
+        "guest-agent" => agent::main(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())

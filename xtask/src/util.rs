@@ -177,7 +177,6 @@ pub fn is_root() -> bool {
 }
 
 /// UTC timestamp `YYYYmmdd-HHMMSS` for run directory names.
-#[expect(dead_code, reason = "used by the scenario runner (next commit)")]
 pub fn timestamp() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -208,10 +207,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Shell-style glob match supporting `*` and `?` (`*` also crosses `/`).
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "used by the scenario runner (next commit)")
-)]
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();

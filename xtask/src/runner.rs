@@ -1,0 +1,366 @@
+//! `cargo xtask vm-test [GLOB…]`: run VM scenarios, one guest each.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::fail;
+use crate::guest;
+use crate::scenario::{self, Scenario};
+use crate::util::{self, Ctx, Result};
+
+/// Seconds allowed for the guest to boot and power off, on top of a
+/// scenario's own timeout.
+const BOOT_MARGIN: f64 = 90.0;
+
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    pub patterns: Vec<String>,
+    pub build: bool,
+    pub release: bool,
+    pub jobs: usize,
+    pub list: bool,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> Result<Options> {
+        let mut o = Options {
+            build: true,
+            jobs: 1,
+            ..Options::default()
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--no-build" => o.build = false,
+                "--release" => o.release = true,
+                "--list" => o.list = true,
+                "-j" | "--jobs" => {
+                    o.jobs = it
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| fail!("-j needs a number ≥ 1"))?;
+                }
+                s if s.starts_with('-') => {
+                    return Err(fail!(
+                        "unknown option `{s}`; usage: cargo xtask vm-test [--list] [--no-build] \
+                         [--release] [-j N] [GLOB…]"
+                    ));
+                }
+                s => o.patterns.push(s.to_string()),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// One scenario's outcome, as printed and summarised.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub id: String,
+    pub pass: bool,
+    pub line: String,
+    pub boot: Option<f64>,
+    pub bench: Vec<String>,
+}
+
+/// Select scenarios: with no pattern, all but the `bench` suite.
+pub fn select(patterns: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    let all = scenario::discover()?;
+    let chosen: Vec<_> = all
+        .into_iter()
+        .filter(|(id, _)| {
+            if patterns.is_empty() {
+                !id.starts_with("bench/")
+            } else {
+                patterns.iter().any(|p| scenario::selects(p, id))
+            }
+        })
+        .collect();
+    if chosen.is_empty() {
+        return Err(fail!(
+            "no scenario matches {:?} (scenarios live in vm-tests/scenarios/SUITE/NAME/scenario.toml)",
+            patterns
+        ));
+    }
+    Ok(chosen)
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let opts = Options::parse(args)?;
+    let chosen = select(&opts.patterns)?;
+    // Parse everything first: a typo fails before any guest boots.
+    let mut scenarios = Vec::new();
+    let mut errors = Vec::new();
+    for (id, dir) in &chosen {
+        match Scenario::load(id, dir) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => errors.push(format!("{id}: {e}")),
+        }
+    }
+    if opts.list {
+        for s in &scenarios {
+            let first = s.description.lines().next().unwrap_or_default();
+            println!(
+                "{:<32} topology {}: {} hosts; {} steps, {} captures  {first}",
+                s.id,
+                s.topology.source,
+                s.topology.hosts.len(),
+                s.steps.len(),
+                s.captures.len()
+            );
+        }
+    }
+    if !errors.is_empty() {
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+        return Err(fail!("{} scenario file(s) have errors", errors.len()));
+    }
+    if opts.list {
+        return Ok(());
+    }
+    let outcomes = run_scenarios(&scenarios, &opts)?;
+    let failed = outcomes.iter().filter(|o| !o.pass).count();
+    if failed > 0 {
+        Err(fail!("{failed} of {} scenario(s) failed", outcomes.len()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Build the binaries scenarios run.
+pub fn build(release: bool) -> Result<()> {
+    let mut c = util::cargo();
+    c.args(["build", "--workspace", "--bins", "--examples"]);
+    if release {
+        c.arg("--release");
+    }
+    util::run_inherit(&mut c).map_err(|e| {
+        fail!("{e}; fix the build, or run `cargo xtask vm-test --no-build` to use what is built")
+    })
+}
+
+/// Run scenarios and print one line each plus a summary.
+pub fn run_scenarios(scenarios: &[Scenario], opts: &Options) -> Result<Vec<Outcome>> {
+    if opts.build {
+        let t = Instant::now();
+        build(opts.release)?;
+        println!("vm-test: build took {}", util::secs(t.elapsed()));
+    }
+    let base = util::target_dir().join("vm-tests");
+    let run_dir = base.join(format!("{}-{}", util::timestamp(), std::process::id()));
+    fs::create_dir_all(&run_dir).ctx(|| format!("creating {}", run_dir.display()))?;
+    let latest = base.join("latest");
+    let _ = fs::remove_file(&latest);
+    if let Some(name) = run_dir.file_name() {
+        let _ = std::os::unix::fs::symlink(name, &latest);
+    }
+    // The agent is this very binary; copy it so a rebuild during the run
+    // cannot change it under the guests.
+    let agent = run_dir.join(".xtask-agent");
+    let me = std::env::current_exe().ctx(|| "locating the xtask binary")?;
+    fs::copy(&me, &agent).ctx(|| format!("copying {} to {}", me.display(), agent.display()))?;
+    let bin = util::target_dir().join(if opts.release { "release" } else { "debug" });
+    println!(
+        "vm-test: {} scenario(s), results in {}",
+        scenarios.len(),
+        run_dir.display()
+    );
+    let t0 = Instant::now();
+    let queue: Arc<Mutex<Vec<&Scenario>>> = Arc::new(Mutex::new(scenarios.iter().rev().collect()));
+    let results: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(Vec::new()));
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.min(scenarios.len()).max(1) {
+            let queue = Arc::clone(&queue);
+            let results = Arc::clone(&results);
+            let (run_dir, agent, bin) = (&run_dir, &agent, &bin);
+            s.spawn(move || {
+                loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.pop());
+                    let Some(sc) = next else { break };
+                    let o = run_one(sc, run_dir, agent, bin);
+                    println!("{}", o.line);
+                    if let Ok(mut r) = results.lock() {
+                        r.push(o);
+                    }
+                }
+            });
+        }
+    });
+    let mut outcomes = results.lock().map(|r| r.clone()).unwrap_or_default();
+    outcomes.sort_by(|a, b| a.id.cmp(&b.id));
+    let passed = outcomes.iter().filter(|o| o.pass).count();
+    let failed = outcomes.len() - passed;
+    let boots: Vec<f64> = outcomes.iter().filter_map(|o| o.boot).collect();
+    let boot = median(&boots)
+        .map(|b| format!(", median boot {b:.1}s"))
+        .unwrap_or_default();
+    let summary = format!(
+        "vm-test: {passed} passed, {failed} failed in {}{boot}",
+        util::secs(t0.elapsed())
+    );
+    println!("{summary}");
+    for o in outcomes.iter().filter(|o| !o.bench.is_empty()) {
+        for b in &o.bench {
+            println!("{b}");
+        }
+    }
+    let mut text: String = outcomes.iter().map(|o| format!("{}\n", o.line)).collect();
+    text.push_str(&summary);
+    text.push('\n');
+    let _ = fs::write(run_dir.join("summary.txt"), text);
+    Ok(outcomes)
+}
+
+pub fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return None;
+    }
+    let hi = v.get(n / 2).copied()?;
+    if n % 2 == 1 {
+        Some(hi)
+    } else {
+        v.get(n / 2 - 1).map(|lo| (lo + hi) / 2.0)
+    }
+}
+
+fn run_one(sc: &Scenario, run_dir: &Path, agent: &Path, bin: &Path) -> Outcome {
+    let t = Instant::now();
+    let out = run_dir.join(&sc.id);
+    let rel = out
+        .strip_prefix(util::workspace_root())
+        .unwrap_or(&out)
+        .display()
+        .to_string();
+    let fail_line = |why: String| Outcome {
+        id: sc.id.clone(),
+        pass: false,
+        line: format!("FAIL {}: {why} [{rel}]", sc.id),
+        boot: None,
+        bench: Vec::new(),
+    };
+    if let Err(e) = fs::create_dir_all(&out) {
+        return fail_line(format!("cannot create {}: {e}", out.display()));
+    }
+    let script = format!(
+        "exec {} guest-agent --id {} --dir {} --bin {}\n",
+        agent.display(),
+        sc.id,
+        sc.dir.display(),
+        bin.display()
+    );
+    let mut spec = match guest::standard_spec(&out, script) {
+        Ok(s) => s,
+        Err(e) => return fail_line(e.0),
+    };
+    spec.memory_mb = sc.memory_mb;
+    spec.cpus = sc.cpus;
+    let console = out.join("console.log");
+    let guest = match spec.spawn(&console) {
+        Ok(g) => g,
+        Err(e) => return fail_line(e.0),
+    };
+    let limit = Duration::from_secs_f64(sc.timeout + BOOT_MARGIN);
+    let (run, stderr) = match guest.wait(limit) {
+        Ok(r) => r,
+        Err(e) => return fail_line(e.0),
+    };
+    let secs = t.elapsed().as_secs_f64();
+    let boot = run.boot_secs;
+    let result_path = out.join("result.json");
+    let result: Option<Value> = fs::read_to_string(&result_path)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok());
+    let Some(mut result) = result else {
+        let why = if run.timed_out {
+            format!("guest killed after {:.0}s", limit.as_secs_f64())
+        } else if !stderr.trim().is_empty() {
+            format!("qemu: {}", stderr.trim().lines().last().unwrap_or_default())
+        } else {
+            "the guest wrote no result.json".to_string()
+        };
+        let mut o = fail_line(format!("{why}; see console.log"));
+        o.boot = boot;
+        return o;
+    };
+    if let Some(obj) = result.as_object_mut() {
+        obj.insert("boot_secs".into(), boot.into());
+        obj.insert("wall_secs".into(), secs.into());
+    }
+    let _ = fs::write(
+        &result_path,
+        serde_json::to_string_pretty(&result).unwrap_or_default() + "\n",
+    );
+    let pass = result.get("status").and_then(Value::as_str) == Some("PASS");
+    let timing = format!(
+        "{secs:.1}s, boot {}",
+        boot.map(|b| format!("{b:.1}s")).unwrap_or("?".into())
+    );
+    let expected: Vec<String> = result
+        .get("expected_failures_seen")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let bench: Vec<String> = result
+        .get("bench")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let line = if pass {
+        let xf = if expected.is_empty() {
+            String::new()
+        } else {
+            format!(" — expected failure seen: {}", expected.join("; "))
+        };
+        format!("PASS {} ({timing}){xf}", sc.id)
+    } else {
+        let reason = result
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("no reason given");
+        format!("FAIL {}: {reason} ({timing}) [{rel}]", sc.id)
+    };
+    Outcome {
+        id: sc.id.clone(),
+        pass,
+        line,
+        boot,
+        bench,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+
+    #[test]
+    fn options() {
+        let o = Options::parse(&["smoke".into(), "-j".into(), "2".into(), "--no-build".into()])
+            .unwrap_or_default();
+        assert_eq!((o.patterns.len(), o.jobs, o.build), (1, 2, false));
+        assert!(Options::parse(&["--bogus".into()]).is_err());
+    }
+}
