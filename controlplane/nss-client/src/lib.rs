@@ -1,0 +1,1 @@
+//! The NSS client library (in progress).
