@@ -8,10 +8,14 @@
 //! reading the files it is asked to parse and depends on no other workspace
 //! crate.
 
+pub mod filter;
+pub mod filter_policy;
 pub mod ike_policy;
 pub mod iked_conf;
 pub mod lex;
 pub mod nssd_conf;
+pub mod policy_tree;
+pub mod profile;
 pub mod saf;
 mod sysname;
 
