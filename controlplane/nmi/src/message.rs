@@ -366,6 +366,26 @@ impl Response {
         }
     }
 
+    /// The body as indented JSON, fields in wire order (what `ipsec --json` prints).
+    pub fn to_json_pretty(&self) -> Result<String, Error> {
+        let r = match self {
+            Response::StackInfo(v) => serde_json::to_string_pretty(v),
+            Response::IkeTunnels(v) => serde_json::to_string_pretty(v),
+            Response::IkeTunnelCascade(v) => serde_json::to_string_pretty(v),
+            Response::IpTunnels(v) => serde_json::to_string_pretty(v),
+            Response::Filters(v) => serde_json::to_string_pretty(v),
+            Response::Interfaces(v) => serde_json::to_string_pretty(v),
+            Response::PortTrans(v) => serde_json::to_string_pretty(v),
+            Response::IkeNsInfo(v) => serde_json::to_string_pretty(v),
+            Response::ClientInfo(v) => serde_json::to_string_pretty(v),
+            Response::Summary(v) => serde_json::to_string_pretty(v),
+            Response::TrafficTest(v) => serde_json::to_string_pretty(v),
+            Response::FilterSet(v) => serde_json::to_string_pretty(v),
+            Response::TunnelControl(v) => serde_json::to_string_pretty(v),
+        };
+        r.map_err(Error::Encode)
+    }
+
     /// Decodes the body of a successful (rc 0) response to a request of type `t`.
     pub fn decode(t: MsgType, body: &[u8]) -> Result<Response, Error> {
         let kind = kind_of(t).ok_or(Error::Protocol(format!(

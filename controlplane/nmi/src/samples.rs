@@ -119,7 +119,7 @@ pub fn ike_tunnel() -> IkeTunnelRecord {
         remote_endpoint: v4(198, 51, 100, 7),
         remote_port: 4500,
         remote_id_type: Some(IdType::KeyId),
-        remote_id: Some("0123456789abcdef0123456789abcdef0123456789abcdef".into()),
+        remote_id: Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into()),
         state: IkeState::Done,
         role: Role::Initiator,
         authentication_algorithm: None,
@@ -573,7 +573,7 @@ pub fn response_for(request: &Request) -> Response {
                 .enumerate()
                 .map(|(i, t)| TunnelOutcome {
                     name: t.name.clone(),
-                    tunnel_id: t.tunnel_id.clone().or(Some(format!("Y{}", i + 7))),
+                    tunnel_id: t.tunnel_id.clone(),
                     status: if i == 0 {
                         TunnelStatus::StateUpdated
                     } else {
