@@ -38,6 +38,14 @@ impl Handler for Fake {
                 return Failure::new(ReturnCode::EOPNOTSUPP, ReasonCode::NONE, "not enabled")
                     .into();
             }
+            Some("slow") => {
+                return Failure::new(
+                    ReturnCode::ETIMEDOUT,
+                    ReasonCode::NONE,
+                    "the NSS client did not answer within 30 s",
+                )
+                .into();
+            }
             Some("broken") => {
                 return Failure::invalid(ReasonCode::BAD_PARAMETER, "tunnel ID Y0 is not valid")
                     .into();
@@ -57,6 +65,7 @@ impl Handler for Fake {
 }
 
 struct Env {
+    busy: PathBuf,
     iked: PathBuf,
     nssd: PathBuf,
     iked_handler: Arc<Fake>,
@@ -69,6 +78,8 @@ fn env() -> &'static Env {
         let dir = std::env::temp_dir().join(format!("ipsec-cli-test-{}", std::process::id()));
         let iked = dir.join("iked/ipsecmgmt");
         let nssd = dir.join("nssd/nss");
+        let busy = dir.join("busy/ipsecmgmt");
+        let bp = busy.clone();
         let iked_handler = Arc::new(Fake {
             nssd: false,
             seen: Mutex::new(Vec::new()),
@@ -100,14 +111,23 @@ fn env() -> &'static Env {
                 let s2 = Server::bind(ServerConfig::new(&np, info))
                     .await
                     .expect("bind nssd");
+                let mut cfg = ServerConfig::new(&bp, samples::server_info());
+                cfg.max_clients = 0;
+                let s3 = Server::bind(cfg).await.expect("bind busy");
+                let busy_handler = Arc::new(Fake {
+                    nssd: false,
+                    seen: Mutex::new(Vec::new()),
+                });
                 tx.send(()).expect("ready");
                 let a = tokio::spawn(s1.run(ih, std::future::pending()));
                 let b = tokio::spawn(s2.run(nh, std::future::pending()));
-                let _ = tokio::join!(a, b);
+                let c = tokio::spawn(s3.run(busy_handler, std::future::pending()));
+                let _ = tokio::join!(a, b, c);
             });
         });
         rx.recv().expect("servers up");
         Env {
+            busy,
             iked,
             nssd,
             iked_handler,
@@ -399,6 +419,15 @@ fn error_paths() {
         "needs current, profile or policy",
     );
     expect_error(&["-p", "default"], 2, "required");
+    expect_error(&["-y", "display", "-z", "slow"], 9, "did not answer");
+    // A server with no free client slot.
+    let out = Command::new(env!("CARGO_BIN_EXE_ipsec"))
+        .args(["-k", "display"])
+        .env("IPSEC_IKED_SOCKET", &env().busy)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("iked is busy"));
     // No daemon: a clear message and its own exit code.
     let out = Command::new(env!("CARGO_BIN_EXE_ipsec"))
         .args(["-k", "display"])
@@ -424,5 +453,39 @@ fn help_and_version() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         concat!("ipsec ", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// A server that speaks only a future protocol version: exit 7 with a clear message.
+#[test]
+fn version_mismatch_is_a_protocol_error() {
+    use gatekey_nmi::Frame;
+    use gatekey_nmi::records::ServerInfo;
+    let path = std::env::temp_dir().join(format!("ipsec-cli-v9-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut s, _) = listener.accept().expect("accept");
+        let info = ServerInfo {
+            min_version: 9,
+            max_version: 9,
+            ..samples::server_info()
+        };
+        s.write_all(&Frame::init(&info).expect("init").to_bytes())
+            .expect("write");
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_ipsec"))
+        .args(["-k", "display"])
+        .env("IPSEC_IKED_SOCKET", &path)
+        .output()
+        .expect("run");
+    server.join().expect("server");
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status.code(), Some(7));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no common protocol version"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
