@@ -248,6 +248,27 @@ pub struct IkeConfig {
     /// `SystemName` (gatekey extension): overrides the system name derived
     /// from the host name.
     pub system_name: Option<String>,
+    /// `SafDatabase path` (gatekey extension; default
+    /// `/etc/security/iked.saf`): the authorization profiles
+    /// (`EZB.IPSECCMD.*`, `EZB.NETMGMT.*`) checked for NMI callers; a
+    /// missing file means no profiles (only root is permitted). A relative
+    /// path is relative to the directory of iked.conf.
+    pub saf_database: Option<PathBuf>,
+}
+
+/// Default security database of iked.
+pub const DEFAULT_SAF_DATABASE: &str = "/etc/security/iked.saf";
+
+impl IkeConfig {
+    /// The security database path (`SafDatabase` or the default), relative
+    /// paths resolved against `base`.
+    pub fn saf_database(&self, base: &Path) -> PathBuf {
+        match &self.saf_database {
+            Some(p) if p.is_relative() => base.join(p),
+            Some(p) => p.clone(),
+            None => PathBuf::from(DEFAULT_SAF_DATABASE),
+        }
+    }
 }
 
 impl Default for IkeConfig {
@@ -271,6 +292,7 @@ impl Default for IkeConfig {
             pagent_wait: 0,
             supported_cert_auth: Vec::new(),
             system_name: None,
+            saf_database: None,
         }
     }
 }
@@ -764,6 +786,8 @@ fn parse_ike_config(cur: &mut Cursor<'_>) -> Result<IkeConfig, Diagnostic> {
             if !c.supported_cert_auth.contains(&t.text) {
                 c.supported_cert_auth.push(t.text.clone());
             }
+        } else if p.is_word("SafDatabase") {
+            c.saf_database = Some(file_path(cur, "SafDatabase")?);
         } else if p.is_word("SystemName") {
             let t = cur.expect_value("a system name after SystemName")?;
             if t.text.is_empty()
@@ -789,7 +813,7 @@ fn parse_ike_config(cur: &mut Cursor<'_>) -> Result<IkeConfig, Diagnostic> {
                     "unknown IkeConfig parameter '{}'; expected one of IkeSyslogLevel, PagentSyslogLevel, \
                      SMF119, IkeRetries, IkeInitWait, FIPS140, KeyRing, NoKeyRing, Echo, \
                      NetworkSecurityServer, NetworkSecurityServerBackup, NssWaitLimit, NssWaitRetries, \
-                     PagentWait, SupportedCertAuth, SystemName",
+                     PagentWait, SupportedCertAuth, SystemName, SafDatabase",
                     p.text
                 ),
             ));
@@ -1248,6 +1272,7 @@ IkeConfig
   PagentWait 10
   SupportedCertAuth CA1
   SystemName gw1
+  SafDatabase auth/iked.saf
 }
 "#);
         let i = &c.ike;
@@ -1290,6 +1315,14 @@ IkeConfig
         assert_eq!(i.pagent_wait, 10);
         assert_eq!(i.supported_cert_auth, vec!["CA1".to_owned()]);
         assert_eq!(c.system_name(), "GW1");
+        assert_eq!(
+            i.saf_database(Path::new("/etc/security")),
+            PathBuf::from("/etc/security/auth/iked.saf")
+        );
+        assert_eq!(
+            IkeConfig::default().saf_database(Path::new("/x")),
+            PathBuf::from(DEFAULT_SAF_DATABASE)
+        );
     }
 
     #[test]
@@ -1505,7 +1538,10 @@ StackConfig default { }
     #[test]
     fn stack_config_errors() {
         let e = one_err("StackConfig r { PolicyFile dir/ }");
-        assert!(e.starts_with("t.conf:1:28: PolicyFile must name a file"), "{e}");
+        assert!(
+            e.starts_with("t.conf:1:28: PolicyFile must name a file"),
+            "{e}"
+        );
         let mut s = ok("StackConfig r { PolicyFile rel.pol ProfileFile /abs/p }")
             .stacks()
             .remove(0);

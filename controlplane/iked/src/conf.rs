@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use gatekey_config::ike_policy::{self, IkePolicy};
 use gatekey_config::iked_conf::{self, IkedConf, LoadError, NssStackConfig, StackConfig};
+use gatekey_config::saf::{self, SafDatabase};
 
 /// A stack's policy as loaded.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +59,9 @@ pub struct Loaded {
     pub iked: IkedConf,
     /// Every stack iked serves, sorted by name.
     pub stacks: Vec<StackSetup>,
+    /// The authorization profiles for NMI callers (empty if the file does
+    /// not exist).
+    pub saf: Arc<SafDatabase>,
 }
 
 impl Loaded {
@@ -135,6 +139,21 @@ pub fn load(path: &Path) -> Result<Loaded, Errors> {
         let nss = iked.nss_stacks.get(&conf.stack).cloned();
         stacks.push(StackSetup { conf, nss, policy });
     }
+    let saf_path = iked.ike.saf_database(&base);
+    let saf = match saf::load(&saf_path) {
+        Ok(db) => db,
+        Err(saf::LoadError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            SafDatabase::default()
+        }
+        Err(saf::LoadError::Invalid(d)) => {
+            errors.extend(d.0.iter().map(ToString::to_string));
+            SafDatabase::default()
+        }
+        Err(e) => {
+            errors.push(e.to_string());
+            SafDatabase::default()
+        }
+    };
     // Two stacks may not share a policy file path by accident: that is
     // allowed (same policy for both), so nothing to check there. Ports must
     // differ per stack only within one namespace, which stacks never share.
@@ -143,6 +162,7 @@ pub fn load(path: &Path) -> Result<Loaded, Errors> {
             path: path.to_path_buf(),
             iked,
             stacks,
+            saf: Arc::new(saf),
         })
     } else {
         Err(Errors(errors))

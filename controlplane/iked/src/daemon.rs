@@ -1,18 +1,29 @@
-//! The running daemon: stacks, signals, refresh.
+//! The running daemon: stacks, signals, refresh, NMI requests, kernel
+//! events. One task (the event loop in [`run`]) owns all state; sockets,
+//! the NMI server and the XFRM event streams feed it through channels.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use gatekey_nmi::records::{
+    FilterSet, IkeNsInfoList, IkeNsInfoRecord, IkeTunnelCascadeList, IkeTunnelList, IpTunnelList,
+    PortTransList, Selection, ServerInfo, ServerKind, StackInfoList, StackRecord, Summary,
+    SummaryRecord, TunnelControl, TunnelControlResult, TunnelOutcome, TunnelSource, TunnelStatus,
+};
+use gatekey_nmi::server::{Incoming, Origin, Reply, Server, ServerConfig};
+use gatekey_nmi::{Failure, ReasonCode, Request, Response, Target};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::Cli;
 use crate::conf::{self, Loaded, StackSetup};
-use crate::net::{self, Datagram, StackSockets};
+use crate::kernel::Kernel;
+use crate::net::{self, Datagram};
 use crate::netns::Netns;
+use crate::nmi::{self, NmiCommand, NmiHandler};
+use crate::stack::{Stack, now_secs};
+use crate::{Cli, KernelBackend};
 
 /// Counters kept over iked's whole life (NMI GET_SUMMARY): they survive a
 /// stack's restart.
@@ -24,24 +35,29 @@ pub struct Totals {
     pub invalid_messages: u64,
 }
 
-/// One running stack.
+/// An event for the loop from a stack's kernel.
 #[derive(Debug)]
-pub struct Stack {
-    /// Its configuration.
-    pub setup: StackSetup,
-    /// Its namespace.
-    pub netns: Netns,
-    /// Its IKE sockets.
-    pub sockets: Arc<StackSockets>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
+pub enum KernelEvent {
+    /// Unprotected traffic matched a fail-closed policy (on-demand).
+    Acquire {
+        /// The stack.
+        stack: String,
+        /// The packet's addresses.
+        src: std::net::IpAddr,
+        /// Destination.
+        dst: std::net::IpAddr,
+        /// The policy's request ID (which LocalDynVpnRule).
+        reqid: u32,
+    },
+    /// An SA reached its soft (rekey) or hard (gone) limit.
+    Expire {
+        /// The stack.
+        stack: String,
+        /// Its request ID.
+        reqid: u32,
+        /// Hard expiry.
+        hard: bool,
+    },
 }
 
 /// Everything iked runs.
@@ -55,7 +71,9 @@ pub struct Daemon {
     pub started: SystemTime,
     /// Life-long counters.
     pub totals: Totals,
+    backend: KernelBackend,
     inbound: mpsc::Sender<(String, Datagram)>,
+    kernel_events: mpsc::Sender<KernelEvent>,
 }
 
 /// What a refresh changed.
@@ -72,25 +90,37 @@ pub struct RefreshOutcome {
 impl Daemon {
     /// Start every stack of `loaded`. A stack that cannot start (namespace
     /// missing, port taken) is logged and skipped; the others run.
-    pub async fn start(loaded: Loaded, inbound: mpsc::Sender<(String, Datagram)>) -> Self {
+    pub async fn start(
+        loaded: Loaded,
+        backend: KernelBackend,
+        inbound: mpsc::Sender<(String, Datagram)>,
+        kernel_events: mpsc::Sender<KernelEvent>,
+    ) -> Self {
         let mut d = Daemon {
             loaded: loaded.clone(),
             stacks: BTreeMap::new(),
             started: SystemTime::now(),
             totals: Totals::default(),
+            backend,
             inbound,
+            kernel_events,
         };
         for setup in loaded.stacks {
-            d.start_stack(setup);
+            d.start_stack(setup).await;
         }
         d
     }
 
-    fn start_stack(&mut self, setup: StackSetup) {
+    async fn start_stack(&mut self, setup: StackSetup) {
         let name = setup.name().to_owned();
-        match open_stack(&setup, self.inbound.clone()) {
-            Ok(stack) => {
+        match self.open_stack(&setup) {
+            Ok(mut stack) => {
                 log_policy(&stack.setup);
+                let r = stack.sync_kernel(true, &[]).await;
+                info!(
+                    "EZD0925I Stack {name} kernel state reconciled: {} policies adopted, {} installed, {} removed, {} stale SAs removed",
+                    r.adopted, r.installed, r.removed, r.stale_sas
+                );
                 self.stacks.insert(name, stack);
             }
             Err(e) => {
@@ -101,13 +131,127 @@ impl Daemon {
 
     fn stop_stack(&mut self, name: &str) {
         if self.stacks.remove(name).is_some() {
-            info!("EZD0917I Stack {name} stopped");
+            info!("EZD0917I Stack {name} stopped; its IPsec policies stay in force");
         }
     }
 
+    fn open_stack(&self, setup: &StackSetup) -> anyhow::Result<Stack> {
+        let name = setup.name().to_owned();
+        let netns = Netns::for_stack(&name)?;
+        let (sockets, notes) = net::open(&netns, setup.conf.ike_port, setup.conf.natt_port)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open UDP ports {} and {}: {e}",
+                    setup.conf.ike_port,
+                    setup.conf.natt_port
+                )
+            })?;
+        for n in notes {
+            warn!("EZD0919W Stack {name}: {n}");
+        }
+        let kernel = match self.backend {
+            KernelBackend::Recording => Kernel::recording(),
+            KernelBackend::Xfrm => {
+                let xns = if name == conf_default() {
+                    gatekey_xfrm::Netns::current()
+                } else {
+                    gatekey_xfrm::Netns::named(&name)?
+                };
+                Kernel::Xfrm(gatekey_xfrm::Handle::open(xns)?)
+            }
+        };
+        let sockets = Arc::new(sockets);
+        let mut stack = Stack::new(setup.clone(), netns, sockets.clone(), kernel.clone());
+        for i in 0..sockets.sockets.len() {
+            let socks = sockets.clone();
+            let tx = self.inbound.clone();
+            let sname = name.clone();
+            stack.tasks.push(tokio::spawn(async move {
+                let Some(sock) = socks.sockets.get(i) else {
+                    return;
+                };
+                let mut buf = vec![0u8; net::MAX_DATAGRAM];
+                loop {
+                    match sock.recv(&mut buf).await {
+                        Ok(d) => {
+                            if tx.send((sname.clone(), d)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            warn!(
+                                "EZD0919W Stack {sname}: receive on {} failed: {e}",
+                                sock.bound()
+                            );
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        if let Kernel::Xfrm(h) = &kernel {
+            match h.events(gatekey_xfrm::EventGroups::IKE) {
+                Ok(mut events) => {
+                    let tx = self.kernel_events.clone();
+                    let sname = name.clone();
+                    stack.tasks.push(tokio::spawn(async move {
+                        loop {
+                            let ev = match events.next().await {
+                                Ok(ev) => ev,
+                                Err(e) => {
+                                    warn!("EZD0928E Stack {sname}: XFRM event stream failed: {e}");
+                                    return;
+                                }
+                            };
+                            let out = match ev {
+                                gatekey_xfrm::Event::Acquire(a) => Some(KernelEvent::Acquire {
+                                    stack: sname.clone(),
+                                    src: a.src,
+                                    dst: a.dst,
+                                    reqid: a.policy.policy.templates.first().map_or(0, |t| t.reqid),
+                                }),
+                                gatekey_xfrm::Event::Expire { sa, hard } => {
+                                    Some(KernelEvent::Expire {
+                                        stack: sname.clone(),
+                                        reqid: sa.sa.reqid,
+                                        hard,
+                                    })
+                                }
+                                _ => None,
+                            };
+                            if let Some(out) = out
+                                && tx.send(out).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }));
+                }
+                Err(e) => warn!("EZD0928E Stack {name}: cannot subscribe to XFRM events: {e}"),
+            }
+        }
+        let ports: Vec<String> = sockets
+            .sockets
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}/{}",
+                    s.bound().port(),
+                    if s.is_ipv6() { "IPv6" } else { "IPv4" }
+                )
+            })
+            .collect();
+        info!(
+            "EZD0915I Stack {name} IKE listening on UDP {}",
+            ports.join(" ")
+        );
+        Ok(stack)
+    }
+
     /// Apply a new, valid configuration: stop removed stacks, start added
-    /// ones, reopen sockets whose ports changed, replace changed policies.
-    pub fn apply(&mut self, new: Loaded) -> RefreshOutcome {
+    /// ones, reopen sockets whose ports changed, replace changed policies
+    /// and bring the kernel in line with them.
+    pub async fn apply(&mut self, new: Loaded) -> RefreshOutcome {
         let mut out = RefreshOutcome::default();
         let old_names: Vec<String> = self.stacks.keys().cloned().collect();
         for name in &old_names {
@@ -118,20 +262,26 @@ impl Daemon {
         }
         for setup in &new.stacks {
             let name = setup.name().to_owned();
-            match self.stacks.get_mut(&name) {
+            let running_setup = self.stacks.get(&name).map(|s| s.setup.clone());
+            match running_setup {
                 None => {
-                    self.start_stack(setup.clone());
+                    self.start_stack(setup.clone()).await;
                     out.added.push(name);
                 }
-                Some(running) if running.setup != *setup => {
-                    let ports_changed = running.setup.conf.ike_port != setup.conf.ike_port
-                        || running.setup.conf.natt_port != setup.conf.natt_port;
+                Some(old) if old != *setup => {
+                    let ports_changed = old.conf.ike_port != setup.conf.ike_port
+                        || old.conf.natt_port != setup.conf.natt_port;
                     if ports_changed {
                         self.stop_stack(&name);
-                        self.start_stack(setup.clone());
-                    } else {
+                        self.start_stack(setup.clone()).await;
+                    } else if let Some(running) = self.stacks.get_mut(&name) {
                         running.setup = setup.clone();
                         log_policy(&running.setup);
+                        let r = running.sync_kernel(false, &[]).await;
+                        info!(
+                            "EZD0925I Stack {name} kernel state reconciled: {} policies adopted, {} installed, {} removed, {} stale SAs removed",
+                            r.adopted, r.installed, r.removed, r.stale_sas
+                        );
                     }
                     out.changed.push(name);
                 }
@@ -160,75 +310,402 @@ impl Daemon {
             self.totals.invalid_messages += 1;
         }
     }
-}
 
-fn open_stack(
-    setup: &StackSetup,
-    inbound: mpsc::Sender<(String, Datagram)>,
-) -> anyhow::Result<Stack> {
-    let name = setup.name().to_owned();
-    let netns = Netns::for_stack(&name)?;
-    let (sockets, notes) =
-        net::open(&netns, setup.conf.ike_port, setup.conf.natt_port).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open UDP ports {} and {}: {e}",
-                setup.conf.ike_port,
-                setup.conf.natt_port
-            )
-        })?;
-    for n in notes {
-        warn!("EZD0919W Stack {name}: {n}");
-    }
-    let sockets = Arc::new(sockets);
-    let mut tasks = Vec::new();
-    for i in 0..sockets.sockets.len() {
-        let socks = sockets.clone();
-        let tx = inbound.clone();
-        let stack = name.clone();
-        tasks.push(tokio::spawn(async move {
-            let Some(sock) = socks.sockets.get(i) else {
-                return;
-            };
-            let mut buf = vec![0u8; net::MAX_DATAGRAM];
-            loop {
-                match sock.recv(&mut buf).await {
-                    Ok(d) => {
-                        if tx.send((stack.clone(), d)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        warn!(
-                            "EZD0919W Stack {stack}: receive on {} failed: {e}",
-                            sock.bound()
-                        );
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    /// An event from a stack's kernel.
+    pub fn on_kernel_event(&mut self, ev: KernelEvent) {
+        match ev {
+            KernelEvent::Acquire {
+                stack,
+                src,
+                dst,
+                reqid,
+            } => {
+                let rule = self.stacks.get(&stack).and_then(|s| {
+                    s.traps
+                        .iter()
+                        .find(|(_, t)| t.reqid == reqid)
+                        .map(|(n, _)| n.clone())
+                });
+                match rule {
+                    Some(rule) => info!(
+                        "EZD0931I Stack {stack}: traffic {src} -> {dst} needs LocalDynVpnRule {rule}; it is dropped until the tunnel is up"
+                    ),
+                    None => {
+                        debug!(stack, %src, %dst, reqid, "ACQUIRE for a policy iked does not own")
                     }
                 }
             }
-        }));
+            KernelEvent::Expire { stack, reqid, hard } => {
+                debug!(stack, reqid, hard, "SA expire event");
+            }
+        }
     }
-    let ports: Vec<String> = sockets
-        .sockets
-        .iter()
-        .map(|s| {
-            format!(
-                "{}/{}",
-                s.bound().port(),
-                if s.is_ipv6() { "IPv6" } else { "IPv4" }
+
+    fn system_name(&self) -> String {
+        self.loaded.iked.system_name()
+    }
+
+    /// The NMI StackRecord of a running stack.
+    fn stack_record(&self, s: &Stack) -> StackRecord {
+        let policy_available = s.setup.policy.get().is_some();
+        StackRecord {
+            stack_name: s.name().to_owned(),
+            ip_security: false,
+            ipv6_security: false,
+            dvipsec: false,
+            logging: false,
+            log_implicit: false,
+            predecap: false,
+            filter_set: if policy_available {
+                FilterSet::Policy
+            } else {
+                FilterSet::Default
+            },
+            policy_available,
+            fips140: self.loaded.iked.ike.fips140,
+            nat_keepalive: s.setup.conf.nat_keepalive,
+            ike_listening: !s.sockets.sockets.is_empty(),
+        }
+    }
+
+    /// Resolve the request's target to a running stack (§2 target rules).
+    fn resolve(&self, target: Option<&Target>) -> Result<&Stack, Failure> {
+        match target {
+            Some(t) => self
+                .stacks
+                .values()
+                .find(|s| t.matches(s.name()))
+                .ok_or_else(|| {
+                    Failure::no_target(format!("iked runs no stack named {}", t.as_str()))
+                }),
+            None => {
+                if let Some(s) = self.stacks.get(crate::netns::DEFAULT_STACK) {
+                    return Ok(s);
+                }
+                let mut it = self.stacks.values();
+                match (it.next(), it.next()) {
+                    (Some(s), None) => Ok(s),
+                    _ => Err(Failure::invalid(
+                        ReasonCode::TARGET_REQUIRED,
+                        "iked runs several stacks and none is named default: name one with -p",
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Answer one NMI request.
+    pub async fn nmi(&mut self, req: Incoming) -> Reply {
+        let sys = self.system_name();
+        let caller = match &req.origin {
+            Origin::Local(c) => *c,
+            Origin::Relayed { .. } => {
+                return Failure::not_served(
+                    "remote management through NSS is not enabled on this iked",
+                )
+                .into();
+            }
+        };
+        let access = req.access();
+        let db = self.loaded.saf.clone();
+        // Requests about every stack.
+        match (&req.request, &req.target) {
+            (Request::GetStackInfo, None) => {
+                let records: Vec<StackRecord> = self
+                    .stacks
+                    .values()
+                    .filter(|s| {
+                        nmi::authorize(
+                            &db,
+                            &caller,
+                            &nmi::profile_for(&sys, s.name(), access, false),
+                        )
+                        .is_ok()
+                    })
+                    .map(|s| self.stack_record(s))
+                    .collect();
+                return ok(
+                    None,
+                    Response::StackInfo(StackInfoList {
+                        total_available: u32::try_from(records.len()).unwrap_or(u32::MAX),
+                        records,
+                    }),
+                );
+            }
+            (Request::GetIkeNsInfo, _) => {
+                if let Err(f) =
+                    nmi::authorize(&db, &caller, &nmi::profile_for(&sys, &sys, access, true))
+                {
+                    return f.into();
+                }
+                let records: Vec<IkeNsInfoRecord> = self
+                    .stacks
+                    .values()
+                    .filter(|s| req.target.as_ref().is_none_or(|t| t.matches(s.name())))
+                    .map(|s| nsinfo_record(s, &sys))
+                    .collect();
+                return ok(
+                    req.target.clone(),
+                    Response::IkeNsInfo(IkeNsInfoList {
+                        system_name: sys,
+                        total_available: u32::try_from(records.len()).unwrap_or(u32::MAX),
+                        records,
+                    }),
+                );
+            }
+            (Request::GetClientInfo, _) => {
+                return Failure::not_served("GET_CLIENTINFO is served by nssd").into();
+            }
+            _ => {}
+        }
+        let stack_name = match self.resolve(req.target.as_ref()) {
+            Ok(s) => s.name().to_owned(),
+            Err(f) => return f.into(),
+        };
+        if let Err(f) = nmi::authorize(
+            &db,
+            &caller,
+            &nmi::profile_for(&sys, &stack_name, access, false),
+        ) {
+            return f.into();
+        }
+        let target = Target::new(&stack_name).ok();
+        let fips = self.loaded.iked.ike.fips140;
+        let Some(stack) = self.stacks.get_mut(&stack_name) else {
+            return Failure::no_target(format!("stack {stack_name} stopped")).into();
+        };
+        match req.request {
+            Request::GetStackInfo => {
+                let r = self.stacks.get(&stack_name).map(|s| self.stack_record(s));
+                ok(
+                    target,
+                    Response::StackInfo(StackInfoList {
+                        total_available: 1,
+                        records: r.into_iter().collect(),
+                    }),
+                )
+            }
+            Request::GetSummary => ok(
+                target,
+                Response::Summary(Summary {
+                    since: self
+                        .started
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs()),
+                    statistics: SummaryRecord {
+                        invalid_messages: self.totals.invalid_messages,
+                        ..SummaryRecord::default()
+                    },
+                }),
+            ),
+            Request::GetIkeTun(_) => ok(
+                target,
+                Response::IkeTunnels(IkeTunnelList {
+                    total_available: 0,
+                    truncated: false,
+                    records: Vec::new(),
+                }),
+            ),
+            Request::GetIkeTunCascade(_) => ok(
+                target,
+                Response::IkeTunnelCascade(IkeTunnelCascadeList {
+                    total_available: 0,
+                    truncated: false,
+                    records: Vec::new(),
+                }),
+            ),
+            Request::GetIpTunDynIke(_) | Request::GetIpTunDynStack(_) => {
+                let source = if matches!(req.request, Request::GetIpTunDynIke(_)) {
+                    TunnelSource::Iked
+                } else {
+                    TunnelSource::Stack
+                };
+                ok(
+                    target,
+                    Response::IpTunnels(IpTunnelList {
+                        source,
+                        current_time: now_secs(),
+                        total_available: 0,
+                        truncated: false,
+                        records: Vec::new(),
+                    }),
+                )
+            }
+            Request::GetIpTunManual(sel) => {
+                let all = stack.manual_records(fips).await;
+                let total = u32::try_from(all.len()).unwrap_or(u32::MAX);
+                let records = all
+                    .into_iter()
+                    .filter(|r| selected(&sel, &r.tunnel_id, r.vpn_action_name.as_deref()))
+                    .collect();
+                ok(
+                    target,
+                    Response::IpTunnels(IpTunnelList {
+                        source: TunnelSource::Stack,
+                        current_time: now_secs(),
+                        total_available: total,
+                        truncated: false,
+                        records,
+                    }),
+                )
+            }
+            Request::GetPortTrans => ok(
+                target,
+                Response::PortTrans(PortTransList {
+                    total_available: 0,
+                    records: Vec::new(),
+                }),
+            ),
+            Request::ActIpTunManual(tc) => {
+                let mut out = Vec::new();
+                for t in &tc.tunnels {
+                    out.push(match manual_name(stack, t) {
+                        Some(n) => stack.activate_manual(&n).await,
+                        None => not_found(t),
+                    });
+                }
+                ok(
+                    target,
+                    Response::TunnelControl(TunnelControlResult { tunnels: out }),
+                )
+            }
+            Request::DeactIpTunManual(tc) => {
+                let mut out = Vec::new();
+                for t in &tc.tunnels {
+                    out.push(match manual_name(stack, t) {
+                        Some(n) => stack.deactivate_manual(&n).await,
+                        None => not_found(t),
+                    });
+                }
+                ok(
+                    target,
+                    Response::TunnelControl(TunnelControlResult { tunnels: out }),
+                )
+            }
+            Request::ActIpTunDyn(tc)
+            | Request::DeactIpTunDyn(tc)
+            | Request::RefreshIpTunDyn(tc)
+            | Request::DeactIkeTun(tc)
+            | Request::RefreshIkeTun(tc)
+            | Request::ActIkeTun(tc) => {
+                ok(target, Response::TunnelControl(dynamic_control(stack, &tc)))
+            }
+            Request::GetIpFltCurr(_)
+            | Request::GetIpFltDefault(_)
+            | Request::GetIpFltPolicy(_)
+            | Request::GetIpInterfaces
+            | Request::TrafficTest(_)
+            | Request::SetIpFltDefault
+            | Request::SetIpFltPolicy => Failure::not_served(
+                "filter requests need the eBPF dataplane, which this iked does not drive yet",
             )
+            .into(),
+            Request::GetIkeNsInfo | Request::GetClientInfo => {
+                Failure::internal("handled above").into()
+            }
+            _ => Failure::not_served("request type not served by iked").into(),
+        }
+    }
+}
+
+fn ok(target: Option<Target>, r: Response) -> Reply {
+    Reply::ok(target, r)
+}
+
+fn conf_default() -> &'static str {
+    crate::netns::DEFAULT_STACK
+}
+
+fn selected(sel: &Selection, tunnel_id: &str, name: Option<&str>) -> bool {
+    sel.tunnel_id
+        .as_deref()
+        .is_none_or(|t| t.eq_ignore_ascii_case(tunnel_id))
+        && sel.name.as_deref().is_none_or(|n| Some(n) == name)
+}
+
+fn not_found(t: &gatekey_nmi::records::TunnelRef) -> TunnelOutcome {
+    TunnelOutcome {
+        name: t.name.clone(),
+        tunnel_id: t.tunnel_id.clone(),
+        status: TunnelStatus::NotFound,
+        message: None,
+    }
+}
+
+/// The IpManVpnAction a TunnelRef names (by name or `M<n>`).
+fn manual_name(stack: &Stack, t: &gatekey_nmi::records::TunnelRef) -> Option<String> {
+    if let Some(n) = &t.name {
+        return stack.manual.contains_key(n).then(|| n.clone());
+    }
+    let id = t.tunnel_id.as_deref()?;
+    let n: u32 = id.strip_prefix(['M', 'm'])?.parse().ok()?;
+    stack
+        .manual
+        .iter()
+        .find(|(_, m)| m.id == n)
+        .map(|(k, _)| k.clone())
+}
+
+/// Control requests for dynamic and IKE tunnels. The rules are checked;
+/// negotiation itself needs the IKE engine driver.
+fn dynamic_control(stack: &Stack, tc: &TunnelControl) -> TunnelControlResult {
+    let policy = stack.setup.policy.get();
+    let tunnels = tc
+        .tunnels
+        .iter()
+        .map(|t| {
+            let Some(name) = &t.name else {
+                // No dynamic or IKE tunnel is up, so no tunnel ID exists.
+                return not_found(t);
+            };
+            let Some(rule) = policy.and_then(|p| p.dyn_rule(name)) else {
+                return not_found(t);
+            };
+            let local = stack.traps.get(name).map(|tr| tr.local);
+            let has_ker = policy.is_some_and(|p| {
+                local.is_some_and(|l| p.rule_for_peer(l, rule.remote_endpoint).is_some())
+            });
+            if !has_ker {
+                return TunnelOutcome {
+                    status: TunnelStatus::NoKer,
+                    ..not_found(t)
+                };
+            }
+            TunnelOutcome {
+                name: Some(name.clone()),
+                tunnel_id: None,
+                status: TunnelStatus::Failed,
+                message: Some("IKE negotiation is not available in this iked build yet".into()),
+            }
         })
         .collect();
-    info!(
-        "EZD0915I Stack {name} IKE listening on UDP {}",
-        ports.join(" ")
-    );
-    Ok(Stack {
-        setup: setup.clone(),
-        netns,
-        sockets,
-        tasks,
-    })
+    TunnelControlResult { tunnels }
+}
+
+fn nsinfo_record(s: &Stack, sys: &str) -> IkeNsInfoRecord {
+    use gatekey_config::iked_conf::ServiceType;
+    let nss = s.setup.nss.as_ref();
+    IkeNsInfoRecord {
+        stack_name: s.name().to_owned(),
+        client_name: nss.map(|n| n.client_name(sys)),
+        client_api_version: None,
+        server_api_version: None,
+        ns_services_supported: nss.is_some(),
+        remote_management_selected: nss.is_some_and(|n| n.has_service(ServiceType::RemoteMgmt)),
+        remote_management_enabled: None,
+        certificate_services_selected: nss.is_some_and(|n| n.has_service(ServiceType::Cert)),
+        certificate_services_enabled: None,
+        ns_client_ip_address: None,
+        ns_client_port: None,
+        ns_server_ip_address: None,
+        ns_server_port: None,
+        ns_server_system_name: None,
+        ns_server_role: None,
+        user_id: nss.map(|n| n.user_id.clone()),
+        connection_state: nss.map(|_| gatekey_nmi::records::NssConnectionState::Disconnected),
+        time_connected_to_ns_server: None,
+        time_of_last_message_to_ns_server: None,
+    }
 }
 
 fn log_policy(setup: &StackSetup) {
@@ -260,8 +737,37 @@ pub async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
         warn!("EZD0919W {w}");
     }
     let path = loaded.path.clone();
+    let sys = loaded.iked.system_name();
     let (tx, mut rx) = mpsc::channel::<(String, Datagram)>(1024);
-    let mut daemon = Daemon::start(loaded, tx).await;
+    let (ktx, mut krx) = mpsc::channel::<KernelEvent>(256);
+    let mut daemon = Daemon::start(loaded, cli.kernel, tx, ktx).await;
+
+    let (ntx, mut nrx) = mpsc::channel::<NmiCommand>(64);
+    let info = ServerInfo {
+        server: ServerKind::Iked,
+        software_version: env!("CARGO_PKG_VERSION").to_owned(),
+        system_name: sys,
+        min_version: gatekey_nmi::MIN_VERSION,
+        max_version: gatekey_nmi::MAX_VERSION,
+    };
+    let mut server_config = ServerConfig::new(&cli.nmi_socket, info);
+    if let Some(g) = &cli.nmi_group {
+        let group = nix::unistd::Group::from_name(g)
+            .ok()
+            .flatten()
+            .ok_or_else(|| anyhow::anyhow!("--nmi-group {g}: no such group"))?;
+        server_config.group = Some(group.gid.as_raw());
+    }
+    let server = Server::bind(server_config).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the NMI socket {}: {e}",
+            cli.nmi_socket.display()
+        )
+    })?;
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let nmi_task = tokio::spawn(server.run(Arc::new(NmiHandler::new(ntx)), async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
 
     if !cli.keep_privileges {
         match crate::sys::drop_capabilities() {
@@ -278,19 +784,38 @@ pub async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     info!(
-        "EZD0911I IKE initialization complete: {} of {} stacks running",
+        "EZD0911I IKE initialization complete: {} of {} stacks running, NMI on {}",
         daemon.stacks.len(),
-        daemon.loaded.stacks.len()
+        daemon.loaded.stacks.len(),
+        cli.nmi_socket.display()
     );
     loop {
         tokio::select! {
             Some((stack, d)) = rx.recv() => daemon.on_datagram(&stack, d),
-            _ = hup.recv() => refresh(&mut daemon, &path),
+            Some(ev) = krx.recv() => daemon.on_kernel_event(ev),
+            Some(cmd) = nrx.recv() => {
+                let reply = daemon.nmi(*cmd.request).await;
+                let _ = cmd.reply.send(reply);
+            }
+            _ = hup.recv() => refresh(&mut daemon, &path).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     info!("EZD0923I IKE has received the STOP command");
+    let _ = stop_tx.send(true);
+    // Answer what is in flight while the server sends TERM.
+    let drain = async {
+        while let Some(cmd) = nrx.recv().await {
+            let _ = cmd.reply.send(Failure::internal("iked is stopping").into());
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(6), async {
+        tokio::join!(drain, async {
+            let _ = nmi_task.await;
+        })
+    })
+    .await;
     drop(daemon);
     info!("EZD0910I IKE daemon ending; IPsec policies stay in force (fail closed)");
     Ok(())
@@ -298,14 +823,14 @@ pub async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
 
 /// Re-read the configuration (SIGHUP, NMI). A configuration with any error
 /// is rejected whole; the running one stays.
-pub fn refresh(daemon: &mut Daemon, path: &std::path::Path) {
+pub async fn refresh(daemon: &mut Daemon, path: &std::path::Path) {
     info!("EZD0904I IKE refresh of {} requested", path.display());
     match conf::load(path) {
         Ok(new) => {
             for w in new.warnings() {
                 warn!("EZD0919W {w}");
             }
-            let o = daemon.apply(new);
+            let o = daemon.apply(new).await;
             info!(
                 "EZD0905I IKE refresh complete: stacks added [{}], removed [{}], changed [{}]",
                 o.added.join(" "),

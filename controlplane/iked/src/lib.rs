@@ -16,9 +16,13 @@
 
 pub mod conf;
 pub mod daemon;
+pub mod kernel;
 pub mod net;
 pub mod netns;
+pub mod nmi;
+pub mod stack;
 pub mod sys;
+pub mod xlate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,11 +70,30 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", default_value = "/run/iked/ipsecmgmt")]
     pub nmi_socket: PathBuf,
 
+    /// Group owning the NMI socket (mode 0660), e.g. an operators' group;
+    /// default: root's group.
+    #[arg(long, value_name = "GROUP")]
+    pub nmi_group: Option<String>,
+
+    /// Where SAs and policies go: the kernel (XFRM), or an in-memory
+    /// recorder for tests on hosts without ESP support.
+    #[arg(long, value_enum, default_value = "xfrm", hide = true)]
+    pub kernel: KernelBackend,
+
     /// Keep every capability (for debugging; by default iked drops all but
     /// CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, CAP_SYS_ADMIN and CAP_BPF once
     /// its sockets are open).
     #[arg(long)]
     pub keep_privileges: bool,
+}
+
+/// `--kernel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KernelBackend {
+    /// XFRM netlink in each stack's namespace.
+    Xfrm,
+    /// In memory, recording every call (tests only).
+    Recording,
 }
 
 /// `--log-target`.

@@ -14,6 +14,9 @@ use std::sync::Arc;
 
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
+/// The stack that is iked's own namespace.
+pub const DEFAULT_STACK: &str = "default";
+
 /// Where `ip netns add NAME` puts named namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
 

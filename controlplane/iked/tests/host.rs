@@ -1,0 +1,512 @@
+//! Host tests: iked running in a fresh network namespace per test.
+//!
+//! They need root (namespaces, XFRM policies, binding UDP 500). The host
+//! kernel has XFRM policies but no ESP SAs, so tests that would install an
+//! ESP SA use the recording kernel backend (`--kernel recording`); the
+//! fail-closed policies use the real kernel.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test helpers: a failure is a test failure"
+)]
+
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gatekey_nmi::records::{Selection, TunnelControl, TunnelRef, TunnelStatus};
+use gatekey_nmi::{Client, Request, Response, ReturnCode, Target};
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            if std::env::var_os("CI").is_some() {
+                panic!("host tests must run as root on CI");
+            }
+            eprintln!("skipping: this test needs root (network namespaces, XFRM, UDP 500)");
+            return;
+        }
+    };
+}
+
+fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A fresh network namespace with a veth pair whose gk0 carries 192.0.2.1/24
+/// and 10.1.0.1/16, and a route to 10.2.0.0/16 through it.
+struct Ns(String);
+
+impl Ns {
+    fn new(tag: &str) -> Ns {
+        let name = format!("ikedt-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        sh(&[
+            "ip", "-n", &name, "link", "add", "gk0", "type", "veth", "peer", "name", "gk1",
+        ]);
+        sh(&["ip", "-n", &name, "link", "set", "gk1", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            &name,
+            "addr",
+            "add",
+            "192.0.2.1/24",
+            "dev",
+            "gk0",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &name,
+            "addr",
+            "add",
+            "10.1.0.1/16",
+            "dev",
+            "gk0",
+        ]);
+        sh(&["ip", "-n", &name, "link", "set", "gk0", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            &name,
+            "route",
+            "add",
+            "10.2.0.0/16",
+            "via",
+            "192.0.2.2",
+        ]);
+        Ns(name)
+    }
+
+    fn xfrm_policies(&self) -> Vec<String> {
+        let out = sh(&["ip", "-n", &self.0, "xfrm", "policy", "list"]);
+        out.split("src ")
+            .filter(|p| p.contains("reqid") && !p.trim().is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+struct Iked {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Iked {
+    fn start(dir: &Path, extra: &[&str]) -> Iked {
+        let log = dir.join(format!(
+            "iked-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let sock = dir.join("ipsecmgmt");
+        let child = Command::new(env!("CARGO_BIN_EXE_iked"))
+            .arg("-f")
+            .arg(dir.join("iked.conf"))
+            .arg("--nmi-socket")
+            .arg(&sock)
+            .args(["--log-target", "stderr"])
+            .args(extra)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let i = Iked { child, log };
+        i.wait_log("EZD0911I");
+        i
+    }
+
+    fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    fn wait_log(&self, what: &str) -> String {
+        let t0 = Instant::now();
+        loop {
+            let l = self.log();
+            if l.contains(what) {
+                return l;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no {what} in iked's log:\n{l}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        sh(&["kill", &format!("-{sig}"), &self.child.id().to_string()]);
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Iked {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("iked-host-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+const POLICY: &str = r#"
+KeyExchangeRule gw2 {
+  RemoteSecurityEndpoint { Location 192.0.2.2 }
+  KeyExchangeAction { }
+  SharedKey Ascii "host test key"
+}
+LocalDynVpnRule net1-net2 {
+  IpSourceAddr 10.1.0.0/16
+  IpDestAddr 10.2.0.0/16
+  RemoteSecurityEndpoint 192.0.2.2
+  IpDynVpnAction { }
+}
+IpManVpnAction man1 {
+  Active No
+  LocalSecurityEndpoint 192.0.2.1
+  RemoteSecurityEndpoint 192.0.2.3
+  IpDestAddr 10.3.0.0/16
+  HowToEncrypt AES_GCM_16 KeyLength 128
+  InboundSpi 4096
+  OutboundSpi 8192
+  InboundEncryptionKey 000102030405060708090a0b0c0d0e0f10111213
+  OutboundEncryptionKey 101112131415161718191a1b1c1d1e1f20212223
+}
+"#;
+
+fn write_conf(dir: &Path, ns: &Ns, policy: &str) {
+    std::fs::write(
+        dir.join("iked.conf"),
+        format!("IkeConfig {{ SafDatabase iked.saf SystemName GWT }}\nStackConfig {} {{ PolicyFile p.conf }}\n", ns.0),
+    )
+    .unwrap();
+    std::fs::write(dir.join("p.conf"), policy).unwrap();
+}
+
+fn manual(c: &mut Client, t: &Target) -> Vec<gatekey_nmi::records::IpTunnelRecord> {
+    match c
+        .call(Some(t), &Request::GetIpTunManual(Selection::default()))
+        .unwrap()
+        .response
+    {
+        Response::IpTunnels(l) => l.records,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn control(
+    c: &mut Client,
+    t: &Target,
+    req: fn(TunnelControl) -> Request,
+    tr: TunnelRef,
+) -> TunnelStatus {
+    match c
+        .call(Some(t), &req(TunnelControl { tunnels: vec![tr] }))
+        .unwrap()
+        .response
+    {
+        Response::TunnelControl(r) => r.tunnels[0].status,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Run as uid/gid 65534: the test binary re-executes itself in client mode.
+fn call_as_nobody(sock: &Path, target: &str, control: bool) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "nobody_client",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(
+            "IKED_TEST_CLIENT",
+            format!("{}|{target}|{control}", sock.display()),
+        )
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.lines()
+        .find_map(|l| l.find("RESULT ").map(|i| l[i..].trim().to_owned()))
+        .unwrap_or_else(|| {
+            panic!(
+                "client printed no result: {s}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// Client mode for [`call_as_nobody`]; does nothing in a normal run.
+#[test]
+fn nobody_client() {
+    let Ok(spec) = std::env::var("IKED_TEST_CLIENT") else {
+        return;
+    };
+    let mut parts = spec.split('|');
+    let (sock, target, control) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap() == "true",
+    );
+    let mut c = match Client::connect(sock) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("RESULT connect-failed {e}");
+            return;
+        }
+    };
+    let t = Target::new(target).unwrap();
+    let req = if control {
+        Request::ActIpTunManual(TunnelControl {
+            tunnels: vec![TunnelRef {
+                name: Some("man1".into()),
+                ..TunnelRef::default()
+            }],
+        })
+    } else {
+        Request::GetStackInfo
+    };
+    match c.call(Some(&t), &req) {
+        Ok(_) => println!("RESULT ok"),
+        Err(gatekey_nmi::Error::Failed { rc, .. }) => println!("RESULT rc={}", rc.0),
+        Err(e) => println!("RESULT error {e}"),
+    }
+}
+
+#[test]
+fn nmi_manual_tunnels_and_authorization() {
+    require_root!();
+    let ns = Ns::new("nmi");
+    let dir = tempdir("nmi");
+    write_conf(&dir, &ns, POLICY);
+    let iked = Iked::start(&dir, &["--kernel", "recording", "--nmi-group", "nogroup"]);
+    let sock = dir.join("ipsecmgmt");
+    let mut c = Client::connect(&sock).unwrap();
+    assert_eq!(c.server_info().system_name, "GWT");
+    let t = Target::new(&ns.0).unwrap();
+
+    // Stack info, by name and blank (iked runs one stack).
+    let r = c.call(None, &Request::GetStackInfo).unwrap();
+    match r.response {
+        Response::StackInfo(l) => {
+            assert_eq!(l.records.len(), 1);
+            assert_eq!(l.records[0].stack_name, ns.0);
+            assert!(l.records[0].ike_listening && l.records[0].policy_available);
+        }
+        other => panic!("{other:?}"),
+    }
+    let r = c
+        .call(None, &Request::GetIpTunManual(Selection::default()))
+        .unwrap();
+    assert_eq!(
+        r.target().map(|t| t.as_str().to_owned()),
+        Some(ns.0.clone())
+    );
+
+    // Unknown stack: ENXIO.
+    let e = c
+        .call(
+            Some(&Target::new("nosuchstack").unwrap()),
+            &Request::GetStackInfo,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            gatekey_nmi::Error::Failed {
+                rc: ReturnCode::ENXIO,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    // Manual tunnel: inactive, activate, already active, display, deactivate by ID.
+    let m = manual(&mut c, &t);
+    assert_eq!(m.len(), 1);
+    assert_eq!(
+        (m[0].tunnel_id.as_str(), m[0].state.display()),
+        ("M1", "Inactive")
+    );
+    let by_name = TunnelRef {
+        name: Some("man1".into()),
+        ..TunnelRef::default()
+    };
+    assert_eq!(
+        control(&mut c, &t, Request::ActIpTunManual, by_name.clone()),
+        TunnelStatus::StateUpdated
+    );
+    assert_eq!(
+        control(&mut c, &t, Request::ActIpTunManual, by_name.clone()),
+        TunnelStatus::StateAlreadySet
+    );
+    let m = manual(&mut c, &t);
+    assert_eq!(m[0].state.display(), "Active");
+    assert_eq!(m[0].encrypt_inbound_spi, Some(4096));
+    assert_eq!(m[0].how_to_encrypt.as_deref(), Some("AES_GCM_16"));
+    assert!(iked.log().contains("EZD0927I"));
+    let by_id = TunnelRef {
+        tunnel_id: Some("M1".into()),
+        ..TunnelRef::default()
+    };
+    assert_eq!(
+        control(&mut c, &t, Request::DeactIpTunManual, by_id),
+        TunnelStatus::StateUpdated
+    );
+    assert_eq!(manual(&mut c, &t)[0].state.display(), "Inactive");
+    let nope = TunnelRef {
+        name: Some("nope".into()),
+        ..TunnelRef::default()
+    };
+    assert_eq!(
+        control(&mut c, &t, Request::ActIpTunManual, nope.clone()),
+        TunnelStatus::NotFound
+    );
+    assert_eq!(
+        control(&mut c, &t, Request::ActIpTunDyn, nope),
+        TunnelStatus::NotFound
+    );
+
+    // Authorization: without profiles only root; nobody gets EACCES (13).
+    assert_eq!(call_as_nobody(&sock, &ns.0, false), "RESULT rc=13");
+    assert!(iked.log().contains("EZD0930W"));
+    // A profile permits DISPLAY to everyone; CONTROL stays refused.
+    std::fs::write(
+        dir.join("iked.saf"),
+        "Profile EZB.IPSECCMD.GWT.*.DISPLAY { Permit * }\nProfile EZB.IPSECCMD.GWT.*.CONTROL { Uacc None }\n",
+    )
+    .unwrap();
+    iked.signal("HUP");
+    iked.wait_log("EZD0905I");
+    assert_eq!(call_as_nobody(&sock, &ns.0, false), "RESULT ok");
+    assert_eq!(call_as_nobody(&sock, &ns.0, true), "RESULT rc=13");
+
+    // A refresh with an error is rejected whole; the running configuration stays.
+    std::fs::write(
+        dir.join("p.conf"),
+        "LocalDynVpnRule broken { IpSourceAddr 10.1.0.0/33 }\n",
+    )
+    .unwrap();
+    iked.signal("HUP");
+    let log = iked.wait_log("EZD0906E");
+    assert!(
+        log.contains("p.conf:1:39: IpSourceAddr: prefix length must be 0 to 32"),
+        "{log}"
+    );
+    assert_eq!(manual(&mut c, &t).len(), 1);
+}
+
+#[test]
+fn fail_closed_policies_survive_kill_and_are_adopted_on_restart() {
+    require_root!();
+    let ns = Ns::new("fc");
+    let dir = tempdir("fc");
+    let policy: String = POLICY.split("IpManVpnAction").next().unwrap().to_owned();
+    write_conf(&dir, &ns, &policy);
+    let iked = Iked::start(&dir, &[]);
+    let log = iked.log();
+    assert!(log.contains("0 policies adopted, 3 installed"), "{log}");
+    assert_eq!(ns.xfrm_policies().len(), 3, "{:?}", ns.xfrm_policies());
+
+    // Traffic the rule protects is dropped (no SA) and reported (ACQUIRE).
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.0, "ping", "-c", "1", "-W", "1", "-I", "10.1.0.1", "10.2.0.9",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    iked.wait_log("EZD0931I");
+
+    // kill -9: the policies stay; a new iked adopts them, no duplicates.
+    iked.kill9();
+    assert_eq!(ns.xfrm_policies().len(), 3);
+    let iked = Iked::start(&dir, &[]);
+    let log = iked.log();
+    assert!(
+        log.contains("3 policies adopted, 0 installed, 0 removed"),
+        "{log}"
+    );
+    assert_eq!(ns.xfrm_policies().len(), 3);
+
+    // A refresh that removes the rule removes its policies; others' policies are untouched.
+    sh(&[
+        "ip",
+        "-n",
+        &ns.0,
+        "xfrm",
+        "policy",
+        "add",
+        "src",
+        "10.9.0.0/16",
+        "dst",
+        "10.8.0.0/16",
+        "dir",
+        "out",
+        "action",
+        "block",
+    ]);
+    std::fs::write(dir.join("p.conf"), "# no rules\n").unwrap();
+    iked.signal("HUP");
+    let log = iked.wait_log("EZD0905I");
+    assert!(log.contains("3 removed"), "{log}");
+    assert!(ns.xfrm_policies().is_empty());
+    let all = sh(&["ip", "-n", &ns.0, "xfrm", "policy", "list"]);
+    assert!(all.contains("10.9.0.0/16"), "{all}");
+
+    // SIGTERM: orderly stop; the NMI socket is removed.
+    iked.signal("TERM");
+    iked.wait_log("EZD0910I");
+    let t0 = Instant::now();
+    while dir.join("ipsecmgmt").exists() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!dir.join("ipsecmgmt").exists());
+}
