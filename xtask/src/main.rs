@@ -5,12 +5,14 @@
 //! third-party ones (toml, serde_json, regex-lite).
 
 mod agent;
+mod bench;
 mod checks;
 mod guest;
 mod pcap;
 mod runner;
 mod scenario;
 mod setup;
+mod tasks;
 mod util;
 
 use std::process::ExitCode;
@@ -20,9 +22,12 @@ const HELP: &str = "\
 usage: cargo xtask <task> [args]
 
 tasks:
+  demo             the newcomer's demo
+  test [--no-vm]   what CI runs: setup, build, cargo test --workspace, all VM scenarios
   setup            install what the build and the tests need (idempotent)
   vm-test [GLOB…]  run VM scenarios (vm-tests/scenarios/SUITE/NAME); --list, --no-build,
                    --release, -j N; see docs/testing.md
+  bench [NAME]     list the benchmarks, or run one (BENCH lines)
   vm-run CMD       boot a test guest, run the shell command CMD in it, print its output
   help             this text
 ";
@@ -37,6 +42,9 @@ fn main() -> ExitCode {
         "setup" => setup::run(rest),
         "vm-run" => vm_run(rest),
         "vm-test" => runner::run(rest),
+        "test" => tasks::test(rest),
+        "demo" => tasks::demo(rest),
+        "bench" => bench::run(rest),
         "guest-agent" => agent::main(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
