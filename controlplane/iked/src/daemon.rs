@@ -204,10 +204,12 @@ impl Daemon {
                                 }
                             };
                             let out = match ev {
+                                // The selector is the packet's flow; src/dst of
+                                // the ACQUIRE are the template's tunnel endpoints.
                                 gatekey_xfrm::Event::Acquire(a) => Some(KernelEvent::Acquire {
                                     stack: sname.clone(),
-                                    src: a.src,
-                                    dst: a.dst,
+                                    src: a.selector.src.addr,
+                                    dst: a.selector.dst.addr,
                                     reqid: a.policy.policy.templates.first().map_or(0, |t| t.reqid),
                                 }),
                                 gatekey_xfrm::Event::Expire { sa, hard } => {

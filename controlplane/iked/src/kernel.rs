@@ -27,9 +27,14 @@ pub fn is_ours(reqid: u32) -> bool {
     reqid & REQID_MASK == REQID_BASE
 }
 
-/// Policy priorities: trap and tunnel policies of iked. Lower wins; these
-/// sit well below the defaults other tools use (0) so an administrator's
-/// explicit policies keep precedence.
+/// Policy priorities (lower wins). Both sit above the default other tools
+/// use (0), so an administrator's explicit policies keep precedence. Manual
+/// tunnels win over the fail-closed policies of dynamic rules, so a manual
+/// tunnel can carve a subnet out of a broader dynamic rule; when it is
+/// deactivated the broader rule's policy takes the traffic again (dropped
+/// until its tunnel is up, never clear).
+pub const PRIORITY_MANUAL: u32 = 0x2000;
+/// Priority of the policies of dynamic tunnels (LocalDynVpnRule).
 pub const PRIORITY_TUNNEL: u32 = 0x3000;
 
 /// What iked reports about an installed SA.
@@ -288,6 +293,7 @@ pub fn tunnel_policies(
     proto: Proto,
     mode: gatekey_xfrm::Mode,
     reqid: u32,
+    priority: u32,
 ) -> Vec<Policy> {
     use gatekey_xfrm::{AddressFamily, Template};
     let in_sel = gatekey_xfrm::Selector {
@@ -314,16 +320,16 @@ pub fn tunnel_policies(
     };
     let mut v = vec![
         Policy::new(out_sel, Direction::Out)
-            .priority(PRIORITY_TUNNEL)
+            .priority(priority)
             .template(t_out),
         Policy::new(in_sel, Direction::In)
-            .priority(PRIORITY_TUNNEL)
+            .priority(priority)
             .template(t_in),
     ];
     if mode != gatekey_xfrm::Mode::Transport {
         v.push(
             Policy::new(in_sel, Direction::Fwd)
-                .priority(PRIORITY_TUNNEL)
+                .priority(priority)
                 .template(t_in),
         );
     }

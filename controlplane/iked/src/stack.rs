@@ -223,6 +223,7 @@ impl Stack {
                 proto,
                 mode,
                 reqid,
+                crate::kernel::PRIORITY_TUNNEL,
             ));
         }
         Ok(Trap {
@@ -263,6 +264,9 @@ impl Stack {
             m.inbound.auth_key.expose(),
         )?;
         let legacy = out_crypto.is_legacy();
+        // Manually keyed SAs run without anti-replay (RFC 4303 §3.3.3): their
+        // sequence numbers restart whenever either side reinstalls them, and
+        // a peer keeping its old window would drop every packet as a replay.
         let out_sa = Sa::new(
             m.local_endpoint,
             m.remote_endpoint,
@@ -271,6 +275,7 @@ impl Stack {
         )
         .mode(mode)
         .reqid(reqid)
+        .replay_window(0)
         .allow_legacy(legacy);
         let in_sa = Sa::new(
             m.remote_endpoint,
@@ -280,6 +285,7 @@ impl Stack {
         )
         .mode(mode)
         .reqid(reqid)
+        .replay_window(0)
         .allow_legacy(legacy);
         let mut policies = Vec::new();
         for sel in sels {
@@ -290,6 +296,7 @@ impl Stack {
                 proto,
                 mode,
                 reqid,
+                crate::kernel::PRIORITY_MANUAL,
             ));
         }
         Ok((vec![out_sa, in_sa], policies))
