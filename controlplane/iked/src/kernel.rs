@@ -364,7 +364,9 @@ mod tests {
             Proto::Esp,
             gatekey_xfrm::Mode::Tunnel,
             REQID_BASE | 1,
+            PRIORITY_TUNNEL,
         );
+        assert!(pols.iter().all(|p| p.priority == PRIORITY_TUNNEL));
         assert_eq!(pols.len(), 3);
         assert_eq!(pols[1].selector.src, sel.dst);
         assert_eq!(pols[1].templates[0].src, r);
