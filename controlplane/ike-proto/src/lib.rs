@@ -10,10 +10,12 @@
 //!   the NSS server signs with [`crypto::sig::LocalSigner`]).
 //! - [`identity`]: IKE identities shared by IKEv2 and IKEv1.
 //! - [`wire`]: the message codec.
+//! - [`ikev2`]: the IKEv2 engine ([`ikev2::Endpoint`]).
 
 pub mod crypto;
 mod error;
 pub mod identity;
+pub mod ikev2;
 pub mod wire;
 
 pub use error::{Error, Result};
