@@ -1,3 +1,5 @@
-//! The gatekey Network Security Services server.
+//! `nssd`: see the library documentation of this package.
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    nssd::main()
+}
