@@ -422,7 +422,10 @@ pub enum SaCrypto {
     },
     /// A combination the kernel reported that this crate does not model (for example an
     /// SA with no algorithms, or ESP with a cipher but no integrity).
-    Unmodeled,
+    Unmodeled {
+        /// The SA's protocol as the kernel reported it.
+        proto: crate::types::Proto,
+    },
 }
 
 impl SaCrypto {
@@ -451,14 +454,14 @@ impl SaCrypto {
         SaCrypto::Ah { integrity, key }
     }
 
-    /// The XFRM protocol this transform needs.
-    pub fn proto(&self) -> Option<crate::types::Proto> {
+    /// The XFRM protocol of this transform.
+    pub fn proto(&self) -> crate::types::Proto {
         use crate::types::Proto;
         match self {
-            SaCrypto::EspAead { .. } | SaCrypto::Esp { .. } => Some(Proto::Esp),
-            SaCrypto::Ah { .. } => Some(Proto::Ah),
-            SaCrypto::Comp { .. } => Some(Proto::Comp),
-            SaCrypto::Unmodeled => None,
+            SaCrypto::EspAead { .. } | SaCrypto::Esp { .. } => Proto::Esp,
+            SaCrypto::Ah { .. } => Proto::Ah,
+            SaCrypto::Comp { .. } => Proto::Comp,
+            SaCrypto::Unmodeled { proto } => *proto,
         }
     }
 
@@ -470,7 +473,7 @@ impl SaCrypto {
                 cipher, integrity, ..
             } => cipher.is_legacy() || integrity.is_legacy(),
             SaCrypto::Ah { integrity, .. } => integrity.is_legacy(),
-            SaCrypto::Comp { .. } | SaCrypto::Unmodeled => false,
+            SaCrypto::Comp { .. } | SaCrypto::Unmodeled { .. } => false,
         }
     }
 
@@ -531,7 +534,7 @@ impl SaCrypto {
                 check_len(integrity.kernel_name(), integrity.key_len(), key)
             }
             SaCrypto::Comp { name } => check_name(name),
-            SaCrypto::Unmodeled => Err(Error::invalid("an SA to install needs algorithms")),
+            SaCrypto::Unmodeled { .. } => Err(Error::invalid("an SA to install needs algorithms")),
         }
     }
 }

@@ -131,7 +131,7 @@ pub enum Event {
     SaUpdated(Box<SaInfo>),
     /// An SA was deleted (group SA).
     SaDeleted(Box<SaInfo>),
-    /// SAs of a protocol were flushed (group SA).
+    /// SAs were flushed (group SA): `Other(0)` = all, else the protocol.
     SaFlushed(Proto),
     /// A policy was added (group POLICY).
     PolicyAdded(Box<PolicyInfo>),
@@ -215,7 +215,7 @@ impl Event {
                     None => return Err(Error::decode("DELSA notification without XFRMA_SA")),
                 }
             }
-            XfrmMsg::FlushSa(p) => Event::SaFlushed(Proto::from(p)),
+            XfrmMsg::FlushSa { proto, .. } => Event::SaFlushed(Proto::from(proto)),
             XfrmMsg::NewPolicy(m) => {
                 Event::PolicyAdded(Box::new(PolicyInfo::from_wire(&m.info, &m.attrs)))
             }

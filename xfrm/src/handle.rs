@@ -213,17 +213,18 @@ impl StateHandle {
         }
     }
 
-    /// Deletes all SAs (of one protocol with `.proto()`).
+    /// Deletes all SAs (only those of one protocol with `.proto()`).
     pub fn flush(&self) -> FlushSa {
         FlushSa {
             handle: self.0.clone(),
-            proto: Proto::Any,
+            proto: None,
         }
     }
 
     /// Allocates an unused SPI for an inbound SA from `src` to `dst` (`XFRM_MSG_ALLOCSPI`).
     /// The kernel creates a larval SA holding the SPI; install the real SA with
-    /// [`update`](Self::update) (not `add`) before it times out (30 s).
+    /// [`update`](Self::update) (not `add`) before it times out (30 s). When the range is
+    /// exhausted the request fails, and the kernel's larval SA (SPI 0) lingers until it times out.
     pub fn alloc_spi(&self, src: IpAddr, dst: IpAddr, proto: Proto) -> AllocSpi {
         AllocSpi {
             handle: self.0.clone(),
@@ -348,13 +349,16 @@ ack_request!(
 
 ack_request!(
     /// Flush SAs.
-    FlushSa { proto: Proto } => |s| "flush SAs", XfrmMsg::FlushSa(s.proto.into())
+    FlushSa { proto: Option<Proto> } => |s| "flush SAs", XfrmMsg::FlushSa {
+        proto: s.proto.map_or(0, u8::from),
+        padding: Vec::new(),
+    }
 );
 
 impl FlushSa {
-    /// Only SAs of this protocol.
+    /// Only SAs of this protocol ([`Proto::Any`]: ESP, AH and IPComp); default: every SA.
     pub fn proto(mut self, proto: Proto) -> Self {
-        self.proto = proto;
+        self.proto = Some(proto);
         self
     }
 }

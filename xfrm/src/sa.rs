@@ -204,7 +204,7 @@ impl Sa {
 
     /// The SA's protocol.
     pub fn proto(&self) -> Proto {
-        self.crypto.proto().unwrap_or(Proto::Other(0))
+        self.crypto.proto()
     }
 
     /// The ID to get, update or delete this SA with.
@@ -372,7 +372,7 @@ fn crypto_attrs(c: &SaCrypto) -> Vec<XfrmAttrs> {
             alg_key_len: 0,
             alg_key: Vec::new(),
         })],
-        SaCrypto::Unmodeled => Vec::new(),
+        SaCrypto::Unmodeled { .. } => Vec::new(),
     }
 }
 
@@ -517,7 +517,7 @@ impl SaInfo {
                 SaCrypto::Ah { integrity, key }
             }
             (None, None, None, Some(name)) => SaCrypto::Comp { name },
-            _ => SaCrypto::Unmodeled,
+            _ => SaCrypto::Unmodeled { proto },
         };
         let esn = info.flags & SaFlags::ESN.0 != 0;
         let sa = Sa {

@@ -238,8 +238,14 @@ pub enum XfrmMsg {
     GetPolicy(PolicyIdMsg),
     /// `XFRM_MSG_GETPOLICY` with `NLM_F_DUMP`.
     DumpPolicy(Attrs),
-    /// `XFRM_MSG_FLUSHSA`: the protocol to flush (`IPSEC_PROTO_ANY` = all).
-    FlushSa(u8),
+    /// `XFRM_MSG_FLUSHSA` (`xfrm_usersa_flush`): the protocol to flush (0 = every SA,
+    /// `IPSEC_PROTO_ANY` = ESP, AH and IPComp) and any padding the sender included.
+    FlushSa {
+        /// Protocol.
+        proto: u8,
+        /// Bytes after the 1-byte structure (kernels pad the notification to 4 bytes).
+        padding: Vec<u8>,
+    },
     /// `XFRM_MSG_FLUSHPOLICY` with optional `XFRMA_POLICY_TYPE`.
     FlushPolicy(Attrs),
     /// `XFRM_MSG_ACQUIRE`.
@@ -311,10 +317,13 @@ impl XfrmMsg {
             msg::GETPOLICY if dump => XfrmMsg::DumpPolicy(Attrs::parse(payload)?),
             msg::GETPOLICY => XfrmMsg::GetPolicy(PolicyIdMsg::parse(payload)?),
             msg::FLUSHSA => match payload {
-                [proto] => XfrmMsg::FlushSa(*proto),
+                [proto, padding @ ..] if padding.len() < 4 => XfrmMsg::FlushSa {
+                    proto: *proto,
+                    padding: padding.to_vec(),
+                },
                 _ => {
                     return Err(Error::decode(format!(
-                        "xfrm_usersa_flush is 1 byte, message has {}",
+                        "xfrm_usersa_flush is 1 byte (plus padding), message has {}",
                         payload.len()
                     )));
                 }
@@ -366,7 +375,7 @@ impl XfrmMsg {
             XfrmMsg::UpdPolicy(_) => msg::UPDPOLICY,
             XfrmMsg::DelPolicy(_) => msg::DELPOLICY,
             XfrmMsg::GetPolicy(_) | XfrmMsg::DumpPolicy(_) => msg::GETPOLICY,
-            XfrmMsg::FlushSa(_) => msg::FLUSHSA,
+            XfrmMsg::FlushSa { .. } => msg::FLUSHSA,
             XfrmMsg::FlushPolicy(_) => msg::FLUSHPOLICY,
             XfrmMsg::Acquire(_) => msg::ACQUIRE,
             XfrmMsg::Expire(_) => msg::EXPIRE,
@@ -391,7 +400,7 @@ impl XfrmMsg {
             XfrmMsg::AllocSpi(m) => m.len(),
             XfrmMsg::NewPolicy(m) | XfrmMsg::UpdPolicy(m) => m.len(),
             XfrmMsg::DelPolicy(m) | XfrmMsg::GetPolicy(m) => m.len(),
-            XfrmMsg::FlushSa(_) => 1,
+            XfrmMsg::FlushSa { padding, .. } => 1 + padding.len(),
             XfrmMsg::Acquire(m) => m.len(),
             XfrmMsg::Expire(m) => m.len(),
             XfrmMsg::PolExpire(m) => m.len(),
@@ -413,7 +422,10 @@ impl XfrmMsg {
             XfrmMsg::AllocSpi(m) => m.emit(out),
             XfrmMsg::NewPolicy(m) | XfrmMsg::UpdPolicy(m) => m.emit(out),
             XfrmMsg::DelPolicy(m) | XfrmMsg::GetPolicy(m) => m.emit(out),
-            XfrmMsg::FlushSa(p) => out.push(*p),
+            XfrmMsg::FlushSa { proto, padding } => {
+                out.push(*proto);
+                out.extend_from_slice(padding);
+            }
             XfrmMsg::Acquire(m) => m.emit(out),
             XfrmMsg::Expire(m) => m.emit(out),
             XfrmMsg::PolExpire(m) => m.emit(out),
