@@ -27,12 +27,19 @@ pub fn main(args: &[String]) -> Result<()> {
     let mut id = None;
     let mut dir = None;
     let mut bin = None;
+    let mut guest = 1u32;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--id" => id = it.next().cloned(),
             "--dir" => dir = it.next().map(PathBuf::from),
             "--bin" => bin = it.next().map(PathBuf::from),
+            "--guest" => {
+                guest = it
+                    .next()
+                    .and_then(|g| g.parse().ok())
+                    .ok_or_else(|| fail!("guest-agent: --guest needs a number"))?;
+            }
             other => return Err(fail!("guest-agent: unknown argument `{other}`")),
         }
     }
@@ -49,6 +56,8 @@ pub fn main(args: &[String]) -> Result<()> {
     let mut agent = Agent {
         started: Instant::now(),
         bin,
+        guest,
+        remote_failure: false,
         daemons: Vec::new(),
         captures: Vec::new(),
         step_results: Vec::new(),
@@ -60,15 +69,25 @@ pub fn main(args: &[String]) -> Result<()> {
         Ok(sc) => agent.run(sc),
         Err(e) => Err(format!("scenario: {e}")),
     };
+    if let (Err(e), Ok(sc)) = (&outcome, &scenario)
+        && sc.topology.guests() > 1
+        && !agent.remote_failure
+    {
+        // tell the other guests, so they stop waiting
+        let _ = write_marker("abort", &format!("fail guest {guest}: {e}"));
+    }
     agent.stop_all();
+    let guests = scenario.as_ref().map(|s| s.topology.guests()).unwrap_or(1);
     let (status, reason) = match &outcome {
         Ok(()) => ("PASS", Value::Null),
         Err(r) => ("FAIL", Value::String(r.clone())),
     };
     let result = json!({
         "scenario": id,
+        "guest": guest,
         "status": status,
         "reason": reason,
+        "remote_failure": agent.remote_failure,
         "expected_failures_seen": agent.expected,
         "guest_uptime_at_agent_start": uptime,
         "agent_secs": agent.started.elapsed().as_secs_f64(),
@@ -77,7 +96,12 @@ pub fn main(args: &[String]) -> Result<()> {
         "bench": agent.bench,
     });
     let text = serde_json::to_string_pretty(&result).unwrap_or_default();
-    fs::write(Path::new(OUT).join("result.json"), text + "\n")?;
+    let file = if guests > 1 {
+        format!("result-g{guest}.json")
+    } else {
+        "result.json".to_string()
+    };
+    fs::write(Path::new(OUT).join(file), text + "\n")?;
     println!(
         "gatekey-agent: {status} {}",
         outcome.err().unwrap_or_default()
@@ -103,6 +127,10 @@ struct RunningCapture {
 struct Agent {
     started: Instant,
     bin: PathBuf,
+    /// This guest's number (1-based) in a multi-guest scenario.
+    guest: u32,
+    /// The scenario failed in another guest.
+    remote_failure: bool,
     daemons: Vec<Daemon>,
     captures: Vec<RunningCapture>,
     step_results: Vec<Value>,
@@ -120,6 +148,23 @@ struct Ran {
 
 fn exit_code(st: ExitStatus) -> Option<i32> {
     st.code().or_else(|| st.signal().map(|s| 128 + s))
+}
+
+fn sync_dir() -> PathBuf {
+    Path::new(OUT).join(".gatekey/sync")
+}
+
+/// Write a marker other guests can see (atomically: write, then rename).
+fn write_marker(name: &str, text: &str) -> std::io::Result<()> {
+    let d = sync_dir();
+    fs::create_dir_all(&d)?;
+    let tmp = d.join(format!(".{name}.{}", std::process::id()));
+    fs::write(&tmp, text)?;
+    fs::rename(tmp, d.join(name))
+}
+
+fn read_marker(name: &str) -> Option<String> {
+    fs::read_to_string(sync_dir().join(name)).ok()
 }
 
 fn host_dir(host: &str) -> PathBuf {
@@ -169,6 +214,20 @@ fn ip_batch(netns: Option<&str>, lines: &[String], what: &str) -> std::result::R
     sh(&mut c).map_err(|e| format!("{what}: {e}"))
 }
 
+/// (interface, MAC) of the guest's network devices.
+fn nic_names() -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    if let Ok(rd) = fs::read_dir("/sys/class/net") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Ok(mac) = fs::read_to_string(e.path().join("address")) {
+                v.push((name, mac.trim().to_string()));
+            }
+        }
+    }
+    v
+}
+
 /// Kill a process group: SIGTERM, then SIGKILL after `grace`.
 fn kill_group(child: &mut Child, signal: &str, grace: Duration) -> Option<i32> {
     if let Ok(Some(st)) = child.try_wait() {
@@ -203,7 +262,18 @@ impl Agent {
             t.elapsed().as_secs_f64()
         );
         for c in &sc.captures {
-            self.start_capture(sc, c)?;
+            if sc.topology.capture_guest(c) == self.guest {
+                self.start_capture(sc, c)?;
+            }
+        }
+        let guests = sc.topology.guests();
+        if guests > 1 {
+            write_marker(&format!("ready-{}", self.guest), "ok").map_err(|e| e.to_string())?;
+            for g in 1..=guests {
+                self.wait_marker(&format!("ready-{g}"), deadline)
+                    .map_err(|e| format!("waiting for guest {g} to boot: {e}"))?;
+            }
+            println!("gatekey-agent: all {guests} guests ready");
         }
         for step in &sc.steps {
             if Instant::now() > deadline {
@@ -211,6 +281,16 @@ impl Agent {
                     "scenario timeout ({}s) reached before step {}",
                     sc.timeout, step.index
                 ));
+            }
+            let marker = format!("step-{:02}", step.index);
+            if sc.topology.guest_of(&step.host) != self.guest {
+                match self.wait_marker(&marker, deadline) {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        self.remote_failure = true;
+                        return Err(e);
+                    }
+                }
             }
             let outcome = self.step(sc, step, deadline);
             let failure = match outcome {
@@ -230,6 +310,14 @@ impl Agent {
                 o.insert("verdict".into(), json!(verdict));
                 o.insert("detail".into(), json!(failure));
             }
+            if guests > 1 {
+                let text = if ok {
+                    "ok".to_string()
+                } else {
+                    format!("fail guest {}", self.guest)
+                };
+                write_marker(&marker, &text).map_err(|e| e.to_string())?;
+            }
             let label = format!("step {} ({}, line {})", step.index, step.name, step.line);
             match (failure, step.expect_failure) {
                 (None, false) => {}
@@ -246,16 +334,56 @@ impl Agent {
         Ok(())
     }
 
+    /// Wait until another guest writes `name`; an `abort` or a failed step
+    /// there ends this guest's run too.
+    fn wait_marker(&self, name: &str, deadline: Instant) -> std::result::Result<(), String> {
+        loop {
+            if let Some(a) = read_marker("abort") {
+                return Err(format!(
+                    "the scenario failed in another guest ({})",
+                    a.trim()
+                ));
+            }
+            match read_marker(name) {
+                Some(t) if t.starts_with("ok") => return Ok(()),
+                Some(t) => return Err(format!("{name} failed in another guest ({})", t.trim())),
+                None => {}
+            }
+            if Instant::now() > deadline {
+                return Err(format!("timed out waiting for {name} from another guest"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Links as bridges, hosts as namespaces joined to them by veth pairs.
     fn topology(&mut self, sc: &Scenario) -> std::result::Result<(), String> {
         let mut root = Vec::new();
-        for l in &sc.topology.links {
+        let nics = nic_names();
+        for (li, l) in sc.topology.links.iter().enumerate() {
+            let guests = sc.topology.link_guests(l);
+            if !guests.contains(&self.guest) {
+                continue;
+            }
             root.push(format!(
                 "link add br-{l} type bridge stp_state 0 forward_delay 0 mcast_snooping 0"
             ));
             root.push(format!("link set br-{l} up"));
+            if guests.len() > 1 {
+                // the virtio NIC QEMU connected to the other guest's end
+                let mac = crate::guest::link_mac(self.guest, li);
+                let dev = nics
+                    .iter()
+                    .find(|(_, m)| m.eq_ignore_ascii_case(&mac))
+                    .map(|(d, _)| d.clone())
+                    .ok_or_else(|| format!("no NIC with MAC {mac} for link {l}"))?;
+                root.push(format!("link set {dev} master br-{l} up"));
+            }
         }
         for (hi, h) in sc.topology.hosts.iter().enumerate() {
+            if h.guest != self.guest {
+                continue;
+            }
             sh(Command::new("/sbin/ip").args(["netns", "add", &h.name]))?;
             for (ii, i) in h.interfaces.iter().enumerate() {
                 if let Some(link) = &i.link {
@@ -270,7 +398,7 @@ impl Agent {
             }
         }
         ip_batch(None, &root, "links")?;
-        for h in &sc.topology.hosts {
+        for h in sc.topology.hosts.iter().filter(|h| h.guest == self.guest) {
             // sysctls first: forwarding and friends before addresses and routes
             if !h.sysctl.is_empty() {
                 let mut c = Command::new(BUSYBOX);

@@ -405,6 +405,35 @@ pub struct GuestSpec {
     pub agent: String,
     /// Extra QEMU arguments (network devices between guests).
     pub extra_args: Vec<String>,
+    /// This guest's number (1-based); the agent script sees it as `$gkguest`.
+    pub index: u32,
+}
+
+/// The MAC of the NIC that carries topology link number `link` (0-based)
+/// into guest `guest`.
+pub fn link_mac(guest: u32, link: usize) -> String {
+    format!("52:54:00:00:{:02x}:{:02x}", guest, link + 1)
+}
+
+impl GuestSpec {
+    /// Join link number `link` to another guest through a pair of unix
+    /// datagram sockets (no IP traffic on the host at all).
+    pub fn add_link_nic(&mut self, link: usize, local: &Path, remote: &Path) {
+        let id = format!("l{link}");
+        self.extra_args.extend([
+            "-netdev".to_string(),
+            format!(
+                "dgram,id={id},local.type=unix,local.path={},remote.type=unix,remote.path={}",
+                local.display(),
+                remote.display()
+            ),
+            "-device".to_string(),
+            format!(
+                "virtio-net-pci,netdev={id},mac={}",
+                link_mac(self.index, link)
+            ),
+        ]);
+    }
 }
 
 /// How a guest run ended.
@@ -448,10 +477,12 @@ impl GuestSpec {
             .arg(&self.kernel.vmlinux)
             .arg("-initrd")
             .arg(&self.initramfs)
-            .args([
-                "-append",
-                "console=ttyS0 panic=-1 quiet loglevel=3 random.trust_cpu=on",
-            ])
+            .arg("-append")
+            .arg(format!(
+                "console=ttyS0 panic=-1 quiet loglevel=3 random.trust_cpu=on gkguest={} {}",
+                self.index,
+                std::env::var("GATEKEY_GUEST_CMDLINE").unwrap_or_default()
+            ))
             .args(["-device", "virtio-rng-pci"]);
         let mut all = vec![
             Share {
@@ -619,5 +650,6 @@ pub fn standard_spec(out: &Path, agent: String) -> Result<GuestSpec> {
         shares,
         agent,
         extra_args: Vec::new(),
+        index: 1,
     })
 }

@@ -217,6 +217,41 @@ pub fn run_scenarios(scenarios: &[Scenario], opts: &Options) -> Result<Vec<Outco
     Ok(outcomes)
 }
 
+/// One result from the per-guest results of a multi-guest scenario.
+fn merge_results(parts: &[Value]) -> Value {
+    let arr = |v: &Value, k: &str| -> Vec<Value> {
+        v.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut steps: Vec<Value> = parts.iter().flat_map(|p| arr(p, "steps")).collect();
+    steps.sort_by_key(|s| s.get("index").and_then(Value::as_u64).unwrap_or(0));
+    let failed: Vec<&Value> = parts
+        .iter()
+        .filter(|p| p.get("status").and_then(Value::as_str) != Some("PASS"))
+        .collect();
+    // The guest where the failure happened explains it best.
+    let reason = failed
+        .iter()
+        .find(|p| p.get("remote_failure").and_then(Value::as_bool) != Some(true))
+        .or(failed.first())
+        .and_then(|p| p.get("reason").cloned())
+        .unwrap_or(Value::Null);
+    let first = parts.first().cloned().unwrap_or(Value::Null);
+    serde_json::json!({
+        "scenario": first.get("scenario").cloned().unwrap_or(Value::Null),
+        "guests": parts.len(),
+        "status": if failed.is_empty() { "PASS" } else { "FAIL" },
+        "reason": reason,
+        "expected_failures_seen": parts.iter().flat_map(|p| arr(p, "expected_failures_seen")).collect::<Vec<_>>(),
+        "steps": steps,
+        "captures": parts.iter().flat_map(|p| arr(p, "captures")).collect::<Vec<_>>(),
+        "bench": parts.iter().flat_map(|p| arr(p, "bench")).collect::<Vec<_>>(),
+        "per_guest": parts,
+    })
+}
+
 pub fn median(v: &[f64]) -> Option<f64> {
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
@@ -251,35 +286,87 @@ fn run_one(sc: &Scenario, run_dir: &Path, agent: &Path, bin: &Path) -> Outcome {
         return fail_line(format!("cannot create {}: {e}", out.display()));
     }
     let script = format!(
-        "exec {} guest-agent --id {} --dir {} --bin {}\n",
+        "exec {} guest-agent --id {} --dir {} --bin {} --guest ${{gkguest:-1}}\n",
         agent.display(),
         sc.id,
         sc.dir.display(),
         bin.display()
     );
-    let mut spec = match guest::standard_spec(&out, script) {
-        Ok(s) => s,
-        Err(e) => return fail_line(e.0),
-    };
-    spec.memory_mb = sc.memory_mb;
-    spec.cpus = sc.cpus;
-    let console = out.join("console.log");
-    let guest = match spec.spawn(&console) {
-        Ok(g) => g,
-        Err(e) => return fail_line(e.0),
-    };
+    let guests = sc.topology.guests();
+    // Unix sockets for links between guests (short paths: sun_path is small).
+    let sock_dir = std::env::temp_dir().join(format!(
+        "gk-{}-{}",
+        std::process::id(),
+        sc.id.replace('/', "-")
+    ));
+    if guests > 1 {
+        let _ = fs::remove_dir_all(&sock_dir);
+        if let Err(e) = fs::create_dir_all(&sock_dir) {
+            return fail_line(format!("cannot create {}: {e}", sock_dir.display()));
+        }
+    }
+    let mut running = Vec::new();
+    for g in 1..=guests {
+        let mut spec = match guest::standard_spec(&out, script.clone()) {
+            Ok(s) => s,
+            Err(e) => return fail_line(e.0),
+        };
+        spec.memory_mb = sc.memory_mb;
+        spec.cpus = sc.cpus;
+        spec.index = g;
+        for (li, l) in sc.topology.links.iter().enumerate() {
+            let lg = sc.topology.link_guests(l);
+            if lg.len() == 2 && lg.contains(&g) {
+                let other = lg.iter().copied().find(|x| *x != g).unwrap_or(g);
+                let path = |a: u32| sock_dir.join(format!("{li}-{a}"));
+                spec.add_link_nic(li, &path(g), &path(other));
+            }
+        }
+        let console = if g == 1 {
+            out.join("console.log")
+        } else {
+            out.join(format!("console-g{g}.log"))
+        };
+        match spec.spawn(&console) {
+            Ok(r) => running.push(r),
+            Err(e) => return fail_line(e.0),
+        }
+    }
     let limit = Duration::from_secs_f64(sc.timeout + BOOT_MARGIN);
-    let (run, stderr) = match guest.wait(limit) {
-        Ok(r) => r,
-        Err(e) => return fail_line(e.0),
-    };
+    let mut runs = Vec::new();
+    for r in running {
+        match r.wait(limit) {
+            Ok(x) => runs.push(x),
+            Err(e) => return fail_line(e.0),
+        }
+    }
+    if guests > 1 {
+        let _ = fs::remove_dir_all(&sock_dir);
+    }
     let secs = t.elapsed().as_secs_f64();
-    let boot = run.boot_secs;
+    let boot = runs.first().and_then(|(r, _)| r.boot_secs);
     let result_path = out.join("result.json");
-    let result: Option<Value> = fs::read_to_string(&result_path)
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok());
+    let read = |p: &Path| -> Option<Value> {
+        fs::read_to_string(p)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+    };
+    let result = if guests == 1 {
+        read(&result_path)
+    } else {
+        let parts: Option<Vec<Value>> = (1..=guests)
+            .map(|g| read(&out.join(format!("result-g{g}.json"))))
+            .collect();
+        parts.map(|p| merge_results(&p))
+    };
     let Some(mut result) = result else {
+        let (run, stderr) = match runs.iter().find(|(r, _)| r.timed_out) {
+            Some(x) => x,
+            None => match runs.first() {
+                Some(x) => x,
+                None => return fail_line("no guest ran".into()),
+            },
+        };
         let why = if run.timed_out {
             format!("guest killed after {:.0}s", limit.as_secs_f64())
         } else if !stderr.trim().is_empty() {

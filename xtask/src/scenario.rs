@@ -38,6 +38,8 @@ pub struct Topology {
 #[derive(Debug, Clone)]
 pub struct Host {
     pub name: String,
+    /// Which guest (1-based) the host lives in; 1 unless the topology says.
+    pub guest: u32,
     pub interfaces: Vec<Interface>,
     pub routes: Vec<String>,
     pub sysctl: Vec<(String, String)>,
@@ -322,8 +324,14 @@ fn parse_topology(table: &Table, at: &str, source: String) -> Result<Topology> {
             return Err(fail!("{at}: host `{name}` must be a table"));
         };
         let mut f = Fields::new(t, format!("{at}: host `{name}`"));
+        let guest = match f.number("guest")? {
+            None => 1,
+            Some(g) if (1.0..=4.0).contains(&g) && g.fract() == 0.0 => g as u32,
+            Some(g) => return Err(fail!("{at}: host `{name}`: guest = {g}: use 1 to 4")),
+        };
         let mut host = Host {
             name: name.clone(),
+            guest,
             interfaces: Vec::new(),
             routes: f.strings("routes")?,
             sysctl: Vec::new(),
@@ -393,7 +401,52 @@ fn parse_topology(table: &Table, at: &str, source: String) -> Result<Topology> {
         f.finish()?;
         topo.hosts.push(host);
     }
+    for l in &topo.links {
+        if topo.link_guests(l).len() > 2 {
+            return Err(fail!(
+                "{at}: link `{l}` joins hosts in more than two guests; a link can span at most two"
+            ));
+        }
+    }
     Ok(topo)
+}
+
+impl Topology {
+    /// How many guests the scenario boots.
+    pub fn guests(&self) -> u32 {
+        self.hosts.iter().map(|h| h.guest).max().unwrap_or(1)
+    }
+
+    /// The guests that have a host on `link`, sorted.
+    pub fn link_guests(&self, link: &str) -> Vec<u32> {
+        let mut g: Vec<u32> = self
+            .hosts
+            .iter()
+            .filter(|h| h.interfaces.iter().any(|i| i.link.as_deref() == Some(link)))
+            .map(|h| h.guest)
+            .collect();
+        g.sort_unstable();
+        g.dedup();
+        g
+    }
+
+    /// The guest a step's host runs in (`guest` is guest 1).
+    pub fn guest_of(&self, host: &str) -> u32 {
+        self.hosts
+            .iter()
+            .find(|h| h.name == host)
+            .map(|h| h.guest)
+            .unwrap_or(1)
+    }
+
+    /// Where a capture runs: the host's guest, or the first guest on the link.
+    pub fn capture_guest(&self, c: &Capture) -> u32 {
+        match (&c.link, &c.at) {
+            (Some(l), _) => self.link_guests(l).first().copied().unwrap_or(1),
+            (None, Some((h, _))) => self.guest_of(h),
+            _ => 1,
+        }
+    }
 }
 
 fn check_name(name: &str, at: &str, what: &str) -> Result<()> {
