@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use gatekey_nmi::records::{
     FilterSet, IkeNsInfoList, IkeNsInfoRecord, IkeTunnelCascadeList, IkeTunnelList, IpTunnelList,
     PortTransList, Selection, ServerInfo, ServerKind, StackInfoList, StackRecord, Summary,
-    SummaryRecord, TunnelControl, TunnelControlResult, TunnelOutcome, TunnelSource, TunnelStatus,
+    SummaryRecord, TunnelControlResult, TunnelOutcome, TunnelSource, TunnelStatus,
 };
 use gatekey_nmi::server::{Incoming, Origin, Reply, Server, ServerConfig};
 use gatekey_nmi::{Failure, ReasonCode, Request, Response, Target};
@@ -55,6 +55,8 @@ pub enum KernelEvent {
         stack: String,
         /// Its request ID.
         reqid: u32,
+        /// Its SPI.
+        spi: u32,
         /// Hard expiry.
         hard: bool,
     },
@@ -106,12 +108,16 @@ impl Daemon {
             kernel_events,
         };
         for setup in loaded.stacks {
-            d.start_stack(setup).await;
+            d.start_stack(setup, loaded.iked.ike.clone()).await;
         }
         d
     }
 
-    async fn start_stack(&mut self, setup: StackSetup) {
+    async fn start_stack(
+        &mut self,
+        setup: StackSetup,
+        ike_conf: gatekey_config::iked_conf::IkeConfig,
+    ) {
         let name = setup.name().to_owned();
         match self.open_stack(&setup) {
             Ok(mut stack) => {
@@ -121,6 +127,8 @@ impl Daemon {
                     "EZD0925I Stack {name} kernel state reconciled: {} policies adopted, {} installed, {} removed, {} stale SAs removed",
                     r.adopted, r.installed, r.removed, r.stale_sas
                 );
+                stack.configure_ike(&ike_conf);
+                auto_activate(&mut stack).await;
                 self.stacks.insert(name, stack);
             }
             Err(e) => {
@@ -216,6 +224,7 @@ impl Daemon {
                                     Some(KernelEvent::Expire {
                                         stack: sname.clone(),
                                         reqid: sa.sa.reqid,
+                                        spi: sa.sa.spi.0,
                                         hard,
                                     })
                                 }
@@ -267,7 +276,7 @@ impl Daemon {
             let running_setup = self.stacks.get(&name).map(|s| s.setup.clone());
             match running_setup {
                 None => {
-                    self.start_stack(setup.clone()).await;
+                    self.start_stack(setup.clone(), new.iked.ike.clone()).await;
                     out.added.push(name);
                 }
                 Some(old) if old != *setup => {
@@ -275,15 +284,18 @@ impl Daemon {
                         || old.conf.natt_port != setup.conf.natt_port;
                     if ports_changed {
                         self.stop_stack(&name);
-                        self.start_stack(setup.clone()).await;
+                        self.start_stack(setup.clone(), new.iked.ike.clone()).await;
                     } else if let Some(running) = self.stacks.get_mut(&name) {
                         running.setup = setup.clone();
                         log_policy(&running.setup);
-                        let r = running.sync_kernel(false, &[]).await;
+                        let live = running.live_sa_ids();
+                        let r = running.sync_kernel(false, &live).await;
                         info!(
                             "EZD0925I Stack {name} kernel state reconciled: {} policies adopted, {} installed, {} removed, {} stale SAs removed",
                             r.adopted, r.installed, r.removed, r.stale_sas
                         );
+                        running.configure_ike(&new.iked.ike);
+                        auto_activate(running).await;
                     }
                     out.changed.push(name);
                 }
@@ -295,9 +307,9 @@ impl Daemon {
     }
 
     /// A datagram arrived on one of `stack`'s sockets.
-    pub fn on_datagram(&mut self, stack: &str, d: Datagram) {
+    pub async fn on_datagram(&mut self, stack: &str, d: Datagram) {
         self.totals.received += 1;
-        let Some(s) = self.stacks.get(stack) else {
+        let Some(s) = self.stacks.get_mut(stack) else {
             return;
         };
         debug!(
@@ -307,14 +319,32 @@ impl Daemon {
             len = d.data.len(),
             "IKE datagram received"
         );
-        if s.setup.policy.get().is_none() {
+        if s.ike.is_none() {
             // No policy: this stack accepts no tunnel.
             self.totals.invalid_messages += 1;
+            return;
+        }
+        s.ike_datagram(std::time::Instant::now(), d).await;
+    }
+
+    /// The earliest time a stack's IKE engine wants to run.
+    pub fn next_deadline(&self) -> Option<std::time::Instant> {
+        self.stacks.values().filter_map(Stack::ike_deadline).min()
+    }
+
+    /// Run every stack whose deadline has passed.
+    pub async fn on_timer(&mut self) {
+        let now = std::time::Instant::now();
+        for s in self.stacks.values_mut() {
+            if s.ike_deadline().is_some_and(|d| d <= now) {
+                s.ike_timeout(now).await;
+            }
         }
     }
 
     /// An event from a stack's kernel.
-    pub fn on_kernel_event(&mut self, ev: KernelEvent) {
+    pub async fn on_kernel_event(&mut self, ev: KernelEvent) {
+        let now = std::time::Instant::now();
         match ev {
             KernelEvent::Acquire {
                 stack,
@@ -322,23 +352,51 @@ impl Daemon {
                 dst,
                 reqid,
             } => {
-                let rule = self.stacks.get(&stack).and_then(|s| {
-                    s.traps
-                        .iter()
-                        .find(|(_, t)| t.reqid == reqid)
-                        .map(|(n, _)| n.clone())
-                });
-                match rule {
-                    Some(rule) => info!(
-                        "EZD0931I Stack {stack}: traffic {src} -> {dst} needs LocalDynVpnRule {rule}; it is dropped until the tunnel is up"
-                    ),
-                    None => {
-                        debug!(stack, %src, %dst, reqid, "ACQUIRE for a policy iked does not own")
+                let Some(s) = self.stacks.get_mut(&stack) else {
+                    return;
+                };
+                let rule = s
+                    .traps
+                    .iter()
+                    .find(|(_, t)| t.reqid == reqid)
+                    .map(|(n, _)| n.clone());
+                let Some(rule) = rule else {
+                    debug!(stack, %src, %dst, reqid, "ACQUIRE for a policy iked does not own");
+                    return;
+                };
+                info!(
+                    "EZD0931I Stack {stack}: traffic {src} -> {dst} needs LocalDynVpnRule {rule}; it is dropped until the tunnel is up"
+                );
+                let on_demand = s
+                    .setup
+                    .policy
+                    .get()
+                    .and_then(|p| p.dyn_rule(&rule))
+                    .is_some_and(|r| r.on_demand);
+                if on_demand {
+                    let o = s.activate_rule(now, &rule, gatekey_nmi::records::Activation::OnDemand);
+                    if !o.status.is_success() {
+                        debug!(
+                            stack,
+                            rule,
+                            status = o.status.display(),
+                            "on-demand activation not started"
+                        );
                     }
+                    s.ike_pump(now).await;
                 }
             }
-            KernelEvent::Expire { stack, reqid, hard } => {
-                debug!(stack, reqid, hard, "SA expire event");
+            KernelEvent::Expire {
+                stack,
+                reqid,
+                spi,
+                hard,
+            } => {
+                debug!(stack, reqid, spi, hard, "SA expire event");
+                if let Some(s) = self.stacks.get_mut(&stack) {
+                    s.on_expire(now, spi, hard);
+                    s.ike_pump(now).await;
+                }
             }
         }
     }
@@ -487,51 +545,95 @@ impl Daemon {
                     }),
                 )
             }
-            Request::GetSummary => ok(
-                target,
-                Response::Summary(Summary {
+            Request::GetSummary => {
+                let mut st = SummaryRecord {
+                    invalid_messages: self.totals.invalid_messages,
+                    ..SummaryRecord::default()
+                };
+                if let Some(d) = &stack.ike {
+                    let e = d.endpoint.statistics();
+                    st.p1_active = e.p1_active;
+                    st.p1_in_progress = e.p1_in_progress;
+                    st.p1_expired = e.p1_expired;
+                    st.p1_lcl_act_success = e.p1_local_act_success;
+                    st.p1_rmt_act_success = e.p1_remote_act_success;
+                    st.p1_lcl_act_failure = e.p1_local_act_failure;
+                    st.p1_rmt_act_failure = e.p1_remote_act_failure;
+                    st.p1_retransmit = e.p1_retransmit;
+                    st.p2_active = e.p2_active;
+                    st.p2_in_progress = e.p2_in_progress;
+                    st.p2_lcl_act_success = e.p2_local_act_success;
+                    st.p2_rmt_act_success = e.p2_remote_act_success;
+                    st.p2_lcl_act_failure = e.p2_local_act_failure;
+                    st.p2_rmt_act_failure = e.p2_remote_act_failure;
+                    st.p2_retransmit = e.p2_retransmit;
+                    st.invalid_messages += e.invalid_packets;
+                }
+                ok(target, Response::Summary(Summary {
                     since: self
                         .started
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_secs()),
-                    statistics: SummaryRecord {
-                        invalid_messages: self.totals.invalid_messages,
-                        ..SummaryRecord::default()
-                    },
-                }),
-            ),
-            Request::GetIkeTun(_) => ok(
-                target,
-                Response::IkeTunnels(IkeTunnelList {
-                    total_available: 0,
+                    statistics: st,
+                }))
+            }
+            Request::GetIkeTun(sel) => {
+                let all = stack.ike_records(fips);
+                let total = u32::try_from(all.len()).unwrap_or(u32::MAX);
+                let records = all
+                    .into_iter()
+                    .filter(|r| selected(&sel, &r.tunnel_id, r.key_exchange_rule_name.as_deref()))
+                    .collect();
+                ok(target, Response::IkeTunnels(IkeTunnelList {
+                    total_available: total,
                     truncated: false,
-                    records: Vec::new(),
-                }),
-            ),
-            Request::GetIkeTunCascade(_) => ok(
-                target,
-                Response::IkeTunnelCascade(IkeTunnelCascadeList {
-                    total_available: 0,
+                    records,
+                }))
+            }
+            Request::GetIkeTunCascade(sel) => {
+                let all = stack.ike_records(fips);
+                let total = u32::try_from(all.len()).unwrap_or(u32::MAX);
+                let dyns = stack.dyn_records(fips, sel.all_sas).await;
+                let records = all
+                    .into_iter()
+                    .filter(|r| selected(&sel, &r.tunnel_id, r.key_exchange_rule_name.as_deref()))
+                    .map(|r| gatekey_nmi::records::IkeTunnelCascade {
+                        dynamic_tunnels: dyns
+                            .iter()
+                            .filter(|d| d.parent_ike_tunnel_id.as_deref() == Some(r.tunnel_id.as_str()))
+                            .cloned()
+                            .collect(),
+                        ike_tunnel: r,
+                    })
+                    .collect();
+                ok(target, Response::IkeTunnelCascade(IkeTunnelCascadeList {
+                    total_available: total,
                     truncated: false,
-                    records: Vec::new(),
-                }),
-            ),
-            Request::GetIpTunDynIke(_) | Request::GetIpTunDynStack(_) => {
+                    records,
+                }))
+            }
+            Request::GetIpTunDynIke(ref sel) | Request::GetIpTunDynStack(ref sel) => {
                 let source = if matches!(req.request, Request::GetIpTunDynIke(_)) {
                     TunnelSource::Iked
                 } else {
                     TunnelSource::Stack
                 };
-                ok(
-                    target,
-                    Response::IpTunnels(IpTunnelList {
-                        source,
-                        current_time: now_secs(),
-                        total_available: 0,
-                        truncated: false,
-                        records: Vec::new(),
-                    }),
-                )
+                let all = stack.dyn_records(fips, sel.all_sas).await;
+                let total = u32::try_from(all.len()).unwrap_or(u32::MAX);
+                let records = all
+                    .into_iter()
+                    .filter(|r| {
+                        selected(sel, &r.tunnel_id, r.local_dyn_vpn_rule.as_deref())
+                            || sel.name.as_deref().is_some_and(|n| r.vpn_action_name.as_deref() == Some(n))
+                    })
+                    .collect();
+                ok(target, Response::IpTunnels(IpTunnelList {
+                    source,
+                    current_time: now_secs(),
+                    total_available: total,
+                    truncated: false,
+                    records,
+                }))
             }
             Request::GetIpTunManual(sel) => {
                 let all = stack.manual_records(fips).await;
@@ -584,14 +686,62 @@ impl Daemon {
                     Response::TunnelControl(TunnelControlResult { tunnels: out }),
                 )
             }
-            Request::ActIpTunDyn(tc)
-            | Request::DeactIpTunDyn(tc)
-            | Request::RefreshIpTunDyn(tc)
-            | Request::DeactIkeTun(tc)
-            | Request::RefreshIkeTun(tc)
-            | Request::ActIkeTun(tc) => {
-                ok(target, Response::TunnelControl(dynamic_control(stack, &tc)))
+            Request::ActIpTunDyn(tc) => {
+                let now = std::time::Instant::now();
+                let mut out = Vec::new();
+                for t in &tc.tunnels {
+                    out.push(match &t.name {
+                        Some(n) => {
+                            let o = stack.activate_rule(now, n, gatekey_nmi::records::Activation::Command);
+                            if o.status == TunnelStatus::NotFound {
+                                dynamic_control_one(stack, t)
+                            } else {
+                                o
+                            }
+                        }
+                        None => not_found(t),
+                    });
+                }
+                stack.ike_pump(now).await;
+                ok(target, Response::TunnelControl(TunnelControlResult { tunnels: out }))
             }
+            Request::DeactIpTunDyn(ref tc) | Request::RefreshIpTunDyn(ref tc) => {
+                let refresh = matches!(req.request, Request::RefreshIpTunDyn(_));
+                let now = std::time::Instant::now();
+                let mut out = Vec::new();
+                for t in &tc.tunnels {
+                    out.push(if refresh {
+                        stack.refresh_dyn(now, t.name.as_deref(), t.tunnel_id.as_deref())
+                    } else {
+                        stack.deactivate_dyn(now, t.name.as_deref(), t.tunnel_id.as_deref())
+                    });
+                }
+                stack.ike_pump(now).await;
+                ok(target, Response::TunnelControl(TunnelControlResult { tunnels: out }))
+            }
+            Request::DeactIkeTun(ref tc) | Request::RefreshIkeTun(ref tc) => {
+                let refresh = matches!(req.request, Request::RefreshIkeTun(_));
+                let now = std::time::Instant::now();
+                let mut out = Vec::new();
+                for t in &tc.tunnels {
+                    out.push(stack.ike_control(now, t.name.as_deref(), t.tunnel_id.as_deref(), refresh));
+                }
+                stack.ike_pump(now).await;
+                ok(target, Response::TunnelControl(TunnelControlResult { tunnels: out }))
+            }
+            Request::ActIkeTun(tc) => ok(target, Response::TunnelControl(TunnelControlResult {
+                tunnels: tc
+                    .tunnels
+                    .iter()
+                    .map(|t| TunnelOutcome {
+                        status: TunnelStatus::Failed,
+                        message: Some(
+                            "activate a LocalDynVpnRule instead (ipsec -y activate): its IKE SA comes up with it".into(),
+                        ),
+                        ..not_found(t)
+                    })
+                    .collect(),
+            })),
             Request::GetIpFltCurr(_)
             | Request::GetIpFltDefault(_)
             | Request::GetIpFltPolicy(_)
@@ -648,40 +798,29 @@ fn manual_name(stack: &Stack, t: &gatekey_nmi::records::TunnelRef) -> Option<Str
         .map(|(k, _)| k.clone())
 }
 
-/// Control requests for dynamic and IKE tunnels. The rules are checked;
-/// negotiation itself needs the IKE engine driver.
-fn dynamic_control(stack: &Stack, tc: &TunnelControl) -> TunnelControlResult {
+/// Why a LocalDynVpnRule could not be activated: unknown, or no
+/// KeyExchangeRule covers its remote security endpoint.
+fn dynamic_control_one(stack: &Stack, t: &gatekey_nmi::records::TunnelRef) -> TunnelOutcome {
     let policy = stack.setup.policy.get();
-    let tunnels = tc
-        .tunnels
-        .iter()
-        .map(|t| {
-            let Some(name) = &t.name else {
-                // No dynamic or IKE tunnel is up, so no tunnel ID exists.
-                return not_found(t);
-            };
-            let Some(rule) = policy.and_then(|p| p.dyn_rule(name)) else {
-                return not_found(t);
-            };
-            let local = stack.traps.get(name).map(|tr| tr.local);
-            let has_ker = policy.is_some_and(|p| {
-                local.is_some_and(|l| p.rule_for_peer(l, rule.remote_endpoint).is_some())
-            });
-            if !has_ker {
-                return TunnelOutcome {
-                    status: TunnelStatus::NoKer,
-                    ..not_found(t)
-                };
-            }
-            TunnelOutcome {
-                name: Some(name.clone()),
-                tunnel_id: None,
-                status: TunnelStatus::Failed,
-                message: Some("IKE negotiation is not available in this iked build yet".into()),
-            }
-        })
-        .collect();
-    TunnelControlResult { tunnels }
+    let Some(name) = &t.name else {
+        return not_found(t);
+    };
+    let Some(rule) = policy.and_then(|p| p.dyn_rule(name)) else {
+        return not_found(t);
+    };
+    let has_ker = policy.is_some_and(|p| {
+        p.key_exchange_rules
+            .iter()
+            .any(|k| k.remote.location.contains(rule.remote_endpoint))
+    });
+    TunnelOutcome {
+        status: if has_ker {
+            TunnelStatus::Failed
+        } else {
+            TunnelStatus::NoKer
+        },
+        ..not_found(t)
+    }
 }
 
 fn nsinfo_record(s: &Stack, sys: &str) -> IkeNsInfoRecord {
@@ -793,8 +932,9 @@ pub async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
     );
     loop {
         tokio::select! {
-            Some((stack, d)) = rx.recv() => daemon.on_datagram(&stack, d),
-            Some(ev) = krx.recv() => daemon.on_kernel_event(ev),
+            Some((stack, d)) = rx.recv() => daemon.on_datagram(&stack, d).await,
+            Some(ev) = krx.recv() => daemon.on_kernel_event(ev).await,
+            () = sleep_until(daemon.next_deadline()) => daemon.on_timer().await,
             Some(cmd) = nrx.recv() => {
                 let reply = daemon.nmi(*cmd.request).await;
                 let _ = cmd.reply.send(reply);
@@ -821,6 +961,43 @@ pub async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
     drop(daemon);
     info!("EZD0910I IKE daemon ending; IPsec policies stay in force (fail closed)");
     Ok(())
+}
+
+/// Sleep until `deadline`, or for ever.
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Start every AutoActivate rule of a stack.
+async fn auto_activate(stack: &mut Stack) {
+    let now = std::time::Instant::now();
+    let rules: Vec<String> = stack
+        .setup
+        .policy
+        .get()
+        .map(|p| {
+            p.local_dyn_vpn_rules
+                .iter()
+                .filter(|r| r.auto_activate)
+                .map(|r| r.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    for r in rules {
+        let o = stack.activate_rule(now, &r, gatekey_nmi::records::Activation::Auto);
+        if !o.status.is_success() {
+            warn!(
+                "EZD0936E Stack {}: AutoActivate of LocalDynVpnRule {r} not started: {}{}",
+                stack.name(),
+                o.status.display(),
+                o.message.map(|m| format!(" ({m})")).unwrap_or_default()
+            );
+        }
+    }
+    stack.ike_pump(now).await;
 }
 
 /// Re-read the configuration (SIGHUP, NMI). A configuration with any error

@@ -16,6 +16,7 @@
 
 pub mod conf;
 pub mod daemon;
+pub mod ike;
 pub mod kernel;
 pub mod net;
 pub mod netns;

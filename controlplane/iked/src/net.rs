@@ -117,6 +117,16 @@ impl IkeSocket {
             .await
     }
 
+    /// Send `data` exactly as given (the IKE engine adds the non-ESP marker
+    /// itself).
+    pub async fn send_raw(&self, local: IpAddr, remote: SocketAddr, data: &[u8]) -> io::Result<()> {
+        self.sock
+            .async_io(Interest::WRITABLE, || {
+                send_from(&self.sock, local, remote, &[], data)
+            })
+            .await
+    }
+
     /// Send a NAT keepalive (one 0xFF byte) from the NAT-T socket.
     pub async fn send_keepalive(&self, local: IpAddr, remote: SocketAddr) -> io::Result<()> {
         self.sock

@@ -79,6 +79,10 @@ pub struct Stack {
     pub traps: BTreeMap<String, Trap>,
     /// Tasks to stop with the stack.
     pub tasks: Vec<JoinHandle<()>>,
+    /// The IKEv2 driver (when the stack has a policy).
+    pub ike: Option<crate::ike::IkeDriver>,
+    /// The local key ring, when one is configured and loads.
+    pub keyring: Option<Arc<gatekey_keyring::Keyring>>,
     next_m: u32,
 }
 
@@ -119,6 +123,8 @@ impl Stack {
             manual: BTreeMap::new(),
             traps: BTreeMap::new(),
             tasks: Vec::new(),
+            ike: None,
+            keyring: None,
             next_m: 1,
         }
     }
@@ -641,3 +647,636 @@ impl Stack {
         out
     }
 }
+
+// ---------------------------------------------------------------------------
+// IKE
+
+use crate::ike::{self, IkeDriver, KernelWork};
+use gatekey_nmi::records::{Activation, IkeTunnelRecord};
+use std::time::Instant;
+
+impl Stack {
+    /// The kernel SAs of live child SAs (kept by a refresh's reconciliation).
+    pub fn live_sa_ids(&self) -> Vec<SaId> {
+        let Some(d) = &self.ike else {
+            return Vec::new();
+        };
+        d.children
+            .values()
+            .flat_map(|c| {
+                [
+                    SaId {
+                        src: Some(c.remote.ip()),
+                        ..SaId::new(c.local.ip(), Spi(c.spi_in), Proto::Esp)
+                    },
+                    SaId {
+                        src: Some(c.local.ip()),
+                        ..SaId::new(c.remote.ip(), Spi(c.spi_out), Proto::Esp)
+                    },
+                ]
+            })
+            .collect()
+    }
+
+    /// Create or update the IKE driver from the stack's policy.
+    pub fn configure_ike(&mut self, ike_conf: &gatekey_config::iked_conf::IkeConfig) {
+        let Some(policy) = self.setup.policy.get().cloned() else {
+            self.ike = None;
+            return;
+        };
+        let needs_ring = policy
+            .key_exchange_rules
+            .iter()
+            .any(|r| r.auth_me().is_signature() || r.shared_key.is_none());
+        if needs_ring && self.keyring.is_none() {
+            match ike_conf.key_ring.directory() {
+                Some(dir) => match gatekey_keyring::Keyring::load(&dir) {
+                    Ok(k) => self.keyring = Some(Arc::new(k)),
+                    Err(e) => warn!(
+                        "EZD0932W Stack {}: key ring {} cannot be loaded: {e}",
+                        self.name(),
+                        dir.display()
+                    ),
+                },
+                None => warn!(
+                    "EZD0932W Stack {}: signature authentication is configured but IkeConfig says NoKeyRing",
+                    self.name()
+                ),
+            }
+        }
+        let netns = self.netns.clone();
+        let local_for = move |remote: IpAddr| -> Option<IpAddr> {
+            netns
+                .run(move || {
+                    let any: IpAddr = if remote.is_ipv6() {
+                        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+                    } else {
+                        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+                    };
+                    let s = UdpSocket::bind(SocketAddr::new(any, 0))?;
+                    s.connect(SocketAddr::new(remote, 500))?;
+                    Ok(s.local_addr()?.ip())
+                })
+                .ok()
+        };
+        let peers = ike::peer_configs(
+            &policy,
+            self.keyring.as_deref(),
+            &local_for,
+            self.setup.name(),
+        );
+        match &mut self.ike {
+            Some(d) => d.set_peers(peers),
+            None => {
+                self.ike = Some(IkeDriver::new(
+                    ike_conf.ike_retries,
+                    ike_conf.ike_init_wait,
+                    self.setup.conf.natt_port,
+                    self.setup.conf.nat_keepalive,
+                    peers,
+                ));
+            }
+        }
+    }
+
+    /// Feed a received datagram to the engine.
+    pub async fn ike_datagram(&mut self, now: Instant, d: crate::net::Datagram) {
+        let Some(drv) = &mut self.ike else { return };
+        let mut data = d.data;
+        if d.port == crate::net::PortKind::Natt {
+            let mut v = vec![0u8; 4];
+            v.extend_from_slice(&data);
+            data = v;
+        }
+        drv.endpoint.handle_datagram(now, d.local, d.remote, &data);
+        self.ike_pump(now).await;
+    }
+
+    /// The engine's timer fired.
+    pub async fn ike_timeout(&mut self, now: Instant) {
+        if let Some(drv) = &mut self.ike {
+            drv.endpoint.set_unix_time(now_secs());
+            drv.endpoint.handle_timeout(now);
+        }
+        self.ike_retry(now);
+        self.ike_pump(now).await;
+    }
+
+    /// When the engine (or an activation retry) wants to run next.
+    pub fn ike_deadline(&self) -> Option<Instant> {
+        let d = self.ike.as_ref()?;
+        let retry = d.retry.values().min().copied();
+        match (d.endpoint.poll_timeout(), retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn ike_retry(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .ike
+            .as_ref()
+            .map(|d| {
+                d.retry
+                    .iter()
+                    .filter(|(_, t)| **t <= now)
+                    .map(|(r, _)| r.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for rule in due {
+            if let Some(d) = &mut self.ike {
+                d.retry.remove(&rule);
+            }
+            let _ = self.activate_rule(now, &rule, Activation::Auto);
+        }
+    }
+
+    /// Drain the engine: send datagrams, do kernel work, re-arm
+    /// AutoActivate rules whose tunnel went away.
+    pub async fn ike_pump(&mut self, now: Instant) {
+        let name = self.setup.name().to_owned();
+        let traps = &self.traps;
+        let Some(drv) = &mut self.ike else { return };
+        drv.pump(now, &name, &|r| traps.get(r).map(|t| t.reqid));
+        let outbox = std::mem::take(&mut drv.outbox);
+        let work = std::mem::take(&mut drv.kernel);
+        let natt = drv.nat_t_port();
+        for t in outbox {
+            let kind = if t.local.port() == natt || t.remote.port() == natt {
+                crate::net::PortKind::Natt
+            } else {
+                crate::net::PortKind::Ike
+            };
+            match self.sockets.socket_for(kind, &t.remote) {
+                Some(sock) => {
+                    if let Err(e) = sock.send_raw(t.local.ip(), t.remote, &t.data).await {
+                        warn!("EZD0919W Stack {name}: sending to {} failed: {e}", t.remote);
+                    }
+                }
+                None => warn!("EZD0919W Stack {name}: no socket to send to {}", t.remote),
+            }
+        }
+        for w in work {
+            self.kernel_work(w).await;
+        }
+        // AutoActivate rules without a live tunnel are retried.
+        let Some(policy) = self.setup.policy.get().cloned() else {
+            return;
+        };
+        let Some(drv) = &mut self.ike else { return };
+        let live = drv.live_rules();
+        for r in &policy.local_dyn_vpn_rules {
+            if r.auto_activate
+                && !live.contains(&r.name)
+                && !drv.retry.contains_key(&r.name)
+                && drv.peer_of_rule(&r.name).is_some()
+                && !drv.is_pending(&r.name)
+            {
+                let wait = Duration::from_secs(5);
+                drv.retry.insert(r.name.clone(), now + wait);
+            }
+        }
+    }
+
+    async fn kernel_work(&mut self, w: KernelWork) {
+        let name = self.setup.name().to_owned();
+        match w {
+            KernelWork::Install(inst, reqid) => {
+                match crate::xlate::child_sas(&inst, reqid) {
+                    Ok((out_sa, in_sa)) => {
+                        // Inbound first: the peer may already send on it.
+                        for sa in [in_sa, out_sa] {
+                            if let Err(e) = self.kernel.put_sa(sa).await {
+                                warn!(
+                                    "EZD0928E Stack {name}: cannot install the SAs of {}: {e}",
+                                    inst.name
+                                );
+                            }
+                        }
+                    }
+                    Err(e) => warn!(
+                        "EZD0928E Stack {name}: cannot install the SAs of {}: {e}",
+                        inst.name
+                    ),
+                }
+                if !self.traps.contains_key(&inst.name) {
+                    // No fail-closed policies for this rule: install
+                    // policies for the negotiated selectors.
+                    for p in crate::xlate::child_policies(&inst, reqid) {
+                        if let Err(e) = self.kernel.put_policy(p).await {
+                            warn!(
+                                "EZD0928E Stack {name}: cannot install a policy for {}: {e}",
+                                inst.name
+                            );
+                        }
+                    }
+                }
+            }
+            KernelWork::Delete {
+                remote,
+                local,
+                spi_in,
+                spi_out,
+            } => {
+                for (dst, src, spi) in [(local, remote, spi_in), (remote, local, spi_out)] {
+                    let id = SaId {
+                        src: Some(src),
+                        ..SaId::new(dst, Spi(spi), Proto::Esp)
+                    };
+                    if let Err(e) = self.kernel.delete_sa(id).await {
+                        warn!("EZD0928E Stack {name}: cannot delete SA {spi:#010x}: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Activate a LocalDynVpnRule (command, on-demand, auto).
+    pub fn activate_rule(&mut self, now: Instant, name: &str, how: Activation) -> TunnelOutcome {
+        let out = |status, message: Option<String>| TunnelOutcome {
+            name: Some(name.to_owned()),
+            tunnel_id: None,
+            status,
+            message,
+        };
+        let Some(policy) = self.setup.policy.get().cloned() else {
+            return out(
+                TunnelStatus::NotFound,
+                Some("the stack has no IPsec policy".into()),
+            );
+        };
+        let Some(rule) = policy.dyn_rule(name) else {
+            return out(TunnelStatus::NotFound, None);
+        };
+        let local = match rule
+            .local_endpoint
+            .or_else(|| self.traps.get(name).map(|t| t.local))
+        {
+            Some(l) => l,
+            None => match self.source_for(rule.remote_endpoint) {
+                Ok(l) => l,
+                Err(e) => {
+                    return out(
+                        TunnelStatus::Failed,
+                        Some(format!("no route to {}: {e}", rule.remote_endpoint)),
+                    );
+                }
+            },
+        };
+        let ike_port = self.setup.conf.ike_port;
+        let Some(drv) = &mut self.ike else {
+            return out(TunnelStatus::NoKer, None);
+        };
+        match drv.activate(now, rule, local, how, ike_port) {
+            Ok(s) => out(s, None),
+            Err(e) => out(TunnelStatus::Failed, Some(e)),
+        }
+    }
+
+    /// Deactivate a dynamic tunnel: delete its child SAs (the engine sends
+    /// DELETE; SAs go once the exchange is done, policies stay).
+    pub fn deactivate_dyn(
+        &mut self,
+        now: Instant,
+        name: Option<&str>,
+        tunnel_id: Option<&str>,
+    ) -> TunnelOutcome {
+        let y = tunnel_id
+            .and_then(|t| t.strip_prefix(['Y', 'y']))
+            .and_then(|n| n.parse::<u32>().ok());
+        let out = |status, message: Option<String>| TunnelOutcome {
+            name: name.map(str::to_owned),
+            tunnel_id: tunnel_id.map(str::to_owned),
+            status,
+            message,
+        };
+        let Some(drv) = &mut self.ike else {
+            return out(TunnelStatus::NotFound, None);
+        };
+        let ids: Vec<ChildId> = drv
+            .children
+            .iter()
+            .filter(|(_, c)| y.is_none_or(|y| c.y == y) && name.is_none_or(|n| c.rule == n))
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return out(TunnelStatus::NotFound, None);
+        }
+        // AutoActivate must not bring it straight back.
+        if let Some(n) = name {
+            drv.retry.remove(n);
+        }
+        for id in ids {
+            if let Err(e) = drv.endpoint.delete_child(now, id) {
+                return out(TunnelStatus::Failed, Some(e.to_string()));
+            }
+        }
+        out(TunnelStatus::StateUpdated, None)
+    }
+
+    /// Rekey a dynamic tunnel now (`ipsec -y refresh`).
+    pub fn refresh_dyn(
+        &mut self,
+        now: Instant,
+        name: Option<&str>,
+        tunnel_id: Option<&str>,
+    ) -> TunnelOutcome {
+        let y = tunnel_id
+            .and_then(|t| t.strip_prefix(['Y', 'y']))
+            .and_then(|n| n.parse::<u32>().ok());
+        let out = |status, message: Option<String>| TunnelOutcome {
+            name: name.map(str::to_owned),
+            tunnel_id: tunnel_id.map(str::to_owned),
+            status,
+            message,
+        };
+        let Some(drv) = &mut self.ike else {
+            return out(TunnelStatus::NotFound, None);
+        };
+        let ids: Vec<ChildId> = drv
+            .children
+            .iter()
+            .filter(|(_, c)| {
+                !c.expired && y.is_none_or(|y| c.y == y) && name.is_none_or(|n| c.rule == n)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return out(TunnelStatus::NotFound, None);
+        }
+        for id in ids {
+            if let Err(e) = drv.endpoint.rekey_child(now, id) {
+                return out(TunnelStatus::Failed, Some(e.to_string()));
+            }
+        }
+        out(TunnelStatus::StateUpdated, None)
+    }
+
+    /// `ipsec -k deactivate|refresh`: an IKE tunnel by K<n> or rule name.
+    pub fn ike_control(
+        &mut self,
+        now: Instant,
+        name: Option<&str>,
+        tunnel_id: Option<&str>,
+        refresh: bool,
+    ) -> TunnelOutcome {
+        let k = tunnel_id
+            .and_then(|t| t.strip_prefix(['K', 'k']))
+            .and_then(|n| n.parse::<u32>().ok());
+        let out = |status, message: Option<String>| TunnelOutcome {
+            name: name.map(str::to_owned),
+            tunnel_id: tunnel_id.map(str::to_owned),
+            status,
+            message,
+        };
+        let Some(drv) = &mut self.ike else {
+            return out(TunnelStatus::NotFound, None);
+        };
+        let sas: Vec<IkeSaId> = drv
+            .ike
+            .iter()
+            .filter(|(_, t)| t.up && k.is_none_or(|k| t.k == k) && name.is_none_or(|n| t.rule == n))
+            .map(|(id, _)| *id)
+            .collect();
+        if sas.is_empty() || (k.is_none() && name.is_none()) {
+            return out(TunnelStatus::NotFound, None);
+        }
+        for sa in sas {
+            let r = if refresh {
+                drv.endpoint.rekey_ike(now, sa)
+            } else {
+                // Nothing may come back by itself right away.
+                let rules: Vec<String> = drv
+                    .children
+                    .values()
+                    .filter(|c| c.ike_sa == sa)
+                    .map(|c| c.rule.clone())
+                    .collect();
+                for r in rules {
+                    drv.retry.remove(&r);
+                }
+                drv.endpoint.delete_ike(now, sa)
+            };
+            if let Err(e) = r {
+                return out(TunnelStatus::Failed, Some(e.to_string()));
+            }
+        }
+        out(TunnelStatus::StateUpdated, None)
+    }
+
+    /// A kernel SA reached its soft (rekey) or hard limit.
+    pub fn on_expire(&mut self, now: Instant, spi: u32, hard: bool) {
+        let Some(drv) = &mut self.ike else { return };
+        let Some(child) = drv.child_by_spi(spi) else {
+            return;
+        };
+        let expired = drv.children.get(&child).is_some_and(|c| c.expired);
+        let r = if hard {
+            drv.endpoint.delete_child(now, child)
+        } else if expired {
+            Ok(())
+        } else {
+            drv.endpoint.rekey_child(now, child)
+        };
+        if let Err(e) = r {
+            warn!(
+                "EZD0936E Stack {}: {} of SPI {spi:#010x} failed: {e}",
+                self.setup.name(),
+                if hard { "deletion" } else { "rekey" }
+            );
+        }
+    }
+
+    /// IKE tunnels as NMI records.
+    pub fn ike_records(&self, fips140: bool) -> Vec<IkeTunnelRecord> {
+        let Some(drv) = &self.ike else {
+            return Vec::new();
+        };
+        let policy = self.policy();
+        drv.ike
+            .values()
+            .map(|t| {
+                let rule =
+                    policy.and_then(|p| p.key_exchange_rules.iter().find(|r| r.name == t.rule));
+                let local = t
+                    .local
+                    .unwrap_or(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
+                let remote = t
+                    .remote
+                    .unwrap_or(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
+                let offer = rule.and_then(|r| r.action.offers.first());
+                let auth = rule.map(|r| match r.auth_me() {
+                    gatekey_config::ike_policy::AuthMethod::PresharedKey => "PresharedKey",
+                    gatekey_config::ike_policy::AuthMethod::RsaSignature => "RsaSignature",
+                    gatekey_config::ike_policy::AuthMethod::Ecdsa256 => "ECDSA-256",
+                    gatekey_config::ike_policy::AuthMethod::Ecdsa384 => "ECDSA-384",
+                    gatekey_config::ike_policy::AuthMethod::Ecdsa521 => "ECDSA-521",
+                    gatekey_config::ike_policy::AuthMethod::DigitalSignature => "DigitalSignature",
+                });
+                let lifetime = offer.map(|o| o.lifetime_proposed * 60);
+                IkeTunnelRecord {
+                    tunnel_id: format!("K{}", t.k),
+                    generation: t.generation,
+                    ike_version: rec::IkeVersion::V2,
+                    exchange_mode: None,
+                    key_exchange_rule_name: Some(t.rule.clone()),
+                    key_exchange_action_name: rule.map(|r| r.action.name.clone()),
+                    local_endpoint: local.ip(),
+                    local_port: local.port(),
+                    local_id_type: None,
+                    local_id: None,
+                    remote_endpoint: remote.ip(),
+                    remote_port: remote.port(),
+                    remote_id_type: None,
+                    remote_id: t.peer_id.clone(),
+                    state: if t.up {
+                        rec::IkeState::Done
+                    } else {
+                        rec::IkeState::Wait
+                    },
+                    role: if t.initiator {
+                        rec::Role::Initiator
+                    } else {
+                        rec::Role::Responder
+                    },
+                    authentication_algorithm: None,
+                    encryption_algorithm: None,
+                    key_length: None,
+                    pseudo_random_function: None,
+                    diffie_hellman_group: None,
+                    local_authentication_method: auth.map(str::to_owned),
+                    remote_authentication_method: auth.map(str::to_owned),
+                    certificate_service: auth
+                        .filter(|a| *a != "PresharedKey")
+                        .map(|_| rec::CertService::Local),
+                    initiator_spi: t.spis.0,
+                    responder_spi: t.spis.1,
+                    lifesize: None,
+                    current_byte_count: None,
+                    lifetime,
+                    lifetime_refresh: lifetime.map(|l| t.created + u64::from(l) * 9 / 10),
+                    lifetime_expires: lifetime.map(|l| t.created + u64::from(l)),
+                    reauth_interval: None,
+                    reauth_time: None,
+                    refresh_overlap_percent: None,
+                    create_time: Some(t.created),
+                    associated_dynamic_tunnels: u32::try_from(
+                        drv.children
+                            .values()
+                            .filter(|c| drv.ike.get(&c.ike_sa).is_some_and(|x| x.k == t.k))
+                            .count(),
+                    )
+                    .unwrap_or(u32::MAX),
+                    nat: NatTopology {
+                        udp_encap_mode: t.nat.0 || t.nat.1,
+                        nat_allowed: rule.is_none_or(|r| r.action.allow_nat),
+                        lcl_nat_detected: t.nat.0,
+                        rmt_nat_detected: t.nat.1,
+                        ..NatTopology::default()
+                    },
+                    can_init_p1: rule.is_some_and(|r| {
+                        r.action.initiate != gatekey_config::ike_policy::HowToInitiate::DoNot
+                    }),
+                    fips140,
+                    ipv6: remote.is_ipv6(),
+                }
+            })
+            .collect()
+    }
+
+    /// Dynamic tunnels as NMI records, with kernel counters.
+    pub async fn dyn_records(&self, fips140: bool, all_sas: bool) -> Vec<IpTunnelRecord> {
+        let Some(drv) = &self.ike else {
+            return Vec::new();
+        };
+        let sas = self.kernel.our_sas().await.unwrap_or_default();
+        let policy = self.policy();
+        let mut out = Vec::new();
+        for c in drv.children.values() {
+            if c.expired && !all_sas {
+                continue;
+            }
+            let rule = policy.and_then(|p| p.dyn_rule(&c.rule));
+            let counter = |spi: u32| {
+                sas.iter()
+                    .find(|s| s.id.spi.0 == spi)
+                    .map_or((0, 0), |s| (s.packets, s.bytes))
+            };
+            let (out_p, out_b) = counter(c.spi_out);
+            let (in_p, in_b) = counter(c.spi_in);
+            let (enc, keylen) = ike::encr_name(c.encr);
+            let (lb, lp, lr) = rule.map_or((None, None, None), |r| xlate::addr_fields(&r.src));
+            let (rb, rp, rr) = rule.map_or((None, None, None), |r| xlate::addr_fields(&r.dst));
+            let k = drv.ike.get(&c.ike_sa).map(|t| format!("K{}", t.k));
+            out.push(IpTunnelRecord {
+                tunnel_id: format!("Y{}", c.y),
+                tunnel_type: IpTunnelType::Dynamic,
+                generation: c.generation,
+                parent_ike_tunnel_id: k,
+                vpn_action_name: rule.map(|r| r.action.name.clone()),
+                local_dyn_vpn_rule: Some(c.rule.clone()),
+                state: if c.expired {
+                    NmiSaState::Expired
+                } else {
+                    NmiSaState::Active
+                },
+                activation: Some(c.activation),
+                ike_version: Some(rec::IkeVersion::V2),
+                role: Some(if c.initiator {
+                    rec::Role::Initiator
+                } else {
+                    rec::Role::Responder
+                }),
+                how_to_encap: match c.mode {
+                    ike_proto::ikev2::Mode::Transport => rec::Encap::Transport,
+                    _ => rec::Encap::Tunnel,
+                },
+                local_endpoint: c.local.ip(),
+                remote_endpoint: c.remote.ip(),
+                local_address_base: lb,
+                local_address_prefix: lp,
+                local_address_range: lr,
+                remote_address_base: rb,
+                remote_address_prefix: rp,
+                remote_address_range: rr,
+                how_to_auth: Some(rec::AuthProtocol::Esp),
+                auth_algorithm: c.integ.map(|i| ike::integ_name(i).to_owned()),
+                auth_inbound_spi: Some(c.spi_in),
+                auth_outbound_spi: Some(c.spi_out),
+                how_to_encrypt: Some(enc.to_owned()),
+                encrypt_key_length: keylen,
+                encrypt_inbound_spi: Some(c.spi_in),
+                encrypt_outbound_spi: Some(c.spi_out),
+                pfs_group: rule.and_then(|r| r.action.initiate_with_pfs).map(|g| g.0),
+                protocol: None,
+                local_port: None,
+                remote_port: None,
+                outbound_packets: out_p,
+                outbound_bytes: out_b,
+                inbound_packets: in_p,
+                inbound_bytes: in_b,
+                lifesize: None,
+                lifesize_refresh: None,
+                current_byte_count: out_b + in_b,
+                lifetime_refresh: Some(c.created + c.soft_secs),
+                lifetime_expires: Some(c.created + c.hard_secs),
+                vpn_life_expires: rule
+                    .filter(|r| r.action.vpn_life > 0)
+                    .map(|r| c.created + u64::from(r.action.vpn_life) * 60),
+                create_time: Some(c.created),
+                nat: NatTopology {
+                    udp_encap_mode: c.encap.is_some(),
+                    rmt_udp_encap_port: c.encap.map(|e| e.1),
+                    ..NatTopology::default()
+                },
+                fips140,
+                ipv6: c.remote.is_ipv6(),
+            });
+        }
+        out
+    }
+}
+
+use ike_proto::ikev2::{ChildId, IkeSaId};
+use std::time::Duration;

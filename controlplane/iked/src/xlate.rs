@@ -261,6 +261,142 @@ pub fn reqid_for(kind: &str, name: &str, taken: &std::collections::BTreeSet<u32>
     }
 }
 
+/// The kernel SA pair (outbound, inbound) of a negotiated child SA.
+pub fn child_sas(
+    inst: &ike_proto::ikev2::InstallChildSa,
+    reqid: u32,
+) -> Result<(gatekey_xfrm::Sa, gatekey_xfrm::Sa), String> {
+    use gatekey_xfrm::{Encap, LifetimeLimits, Lifetimes, Mode, Sa, Spi};
+    use ike_proto::crypto::encr::EncrAlg;
+    use ike_proto::crypto::integ::IntegAlg;
+    let integ = |i: Option<IntegAlg>| -> Result<IntegrityAlgorithm, String> {
+        Ok(match i {
+            Some(IntegAlg::HmacSha256_128) => IntegrityAlgorithm::HmacSha256,
+            Some(IntegAlg::HmacSha384_192) => IntegrityAlgorithm::HmacSha384,
+            Some(IntegAlg::HmacSha512_256) => IntegrityAlgorithm::HmacSha512,
+            Some(IntegAlg::HmacSha1_96) => IntegrityAlgorithm::HmacSha1,
+            Some(IntegAlg::HmacMd5_96) => IntegrityAlgorithm::HmacMd5,
+            other => return Err(format!("integrity {other:?} cannot be installed")),
+        })
+    };
+    let crypto = |k: &ike_proto::ikev2::SaKeys| -> Result<SaCrypto, String> {
+        let ek = SecretKey::from_slice(k.encr_key.expose());
+        let ik = SecretKey::from_slice(k.integ_key.expose());
+        Ok(match inst.encr {
+            EncrAlg::AesGcm16 { key_bits } => {
+                SaCrypto::esp_aead(AeadAlgorithm::AesGcm16(aes(key_bits)?), ek)
+            }
+            EncrAlg::ChaCha20Poly1305 => SaCrypto::esp_aead(AeadAlgorithm::ChaCha20Poly1305, ek),
+            EncrAlg::AesCbc { key_bits } => SaCrypto::esp(
+                CipherAlgorithm::AesCbc(aes(key_bits)?),
+                ek,
+                integ(inst.integ)?,
+                ik,
+            ),
+            EncrAlg::TripleDes => {
+                SaCrypto::esp(CipherAlgorithm::TripleDesCbc, ek, integ(inst.integ)?, ik)
+            }
+        })
+    };
+    let mode = match inst.mode {
+        ike_proto::ikev2::Mode::Transport => Mode::Transport,
+        _ => Mode::Tunnel,
+    };
+    let lt = &inst.lifetimes;
+    let limit = |secs: u64, bytes: u64| LifetimeLimits {
+        bytes: (bytes > 0).then_some(bytes),
+        packets: None,
+        add_seconds: (secs > 0).then_some(secs),
+        use_seconds: None,
+    };
+    // A little jitter on the soft limit so both ends do not start the rekey
+    // at the same instant.
+    let jitter = (u64::from(inst.inbound.spi) % 16).min(lt.soft_secs / 20);
+    let lifetimes = Lifetimes {
+        soft: limit(lt.soft_secs.saturating_sub(jitter), lt.soft_bytes),
+        hard: limit(lt.hard_secs, lt.hard_bytes),
+    };
+    let (l, r) = (inst.local.ip(), inst.remote.ip());
+    let out_c = crypto(&inst.outbound)?;
+    let legacy = out_c.is_legacy();
+    let mut out_sa = Sa::new(l, r, Spi(inst.outbound.spi), out_c)
+        .mode(mode)
+        .reqid(reqid)
+        .esn(inst.esn)
+        .lifetimes(lifetimes)
+        .allow_legacy(legacy);
+    let mut in_sa = Sa::new(r, l, Spi(inst.inbound.spi), crypto(&inst.inbound)?)
+        .mode(mode)
+        .reqid(reqid)
+        .esn(inst.esn)
+        .lifetimes(lifetimes)
+        .replay_window(if inst.esn { 128 } else { 32 })
+        .allow_legacy(legacy);
+    if let Some(e) = inst.encap {
+        out_sa = out_sa.encap(Encap::udp(e.local_port, e.remote_port));
+        in_sa = in_sa.encap(Encap::udp(e.remote_port, e.local_port));
+    }
+    Ok((out_sa, in_sa))
+}
+
+/// Policies for a child SA whose rule has no fail-closed policies: one per
+/// pair of negotiated selectors that is a prefix.
+pub fn child_policies(
+    inst: &ike_proto::ikev2::InstallChildSa,
+    reqid: u32,
+) -> Vec<gatekey_xfrm::Policy> {
+    use ike_proto::wire::TrafficSelector;
+    let spec = |ts: &TrafficSelector| match ts {
+        TrafficSelector::Range {
+            start,
+            end,
+            ip_protocol,
+            start_port,
+            end_port,
+        } => Some((
+            if start == end {
+                AddrSpec::Host(*start)
+            } else {
+                AddrSpec::Range(*start, *end)
+            },
+            *ip_protocol,
+            PortRange {
+                lo: *start_port,
+                hi: *end_port,
+            },
+        )),
+        TrafficSelector::Other { .. } => None,
+    };
+    let mode = match inst.mode {
+        ike_proto::ikev2::Mode::Transport => gatekey_xfrm::Mode::Transport,
+        _ => gatekey_xfrm::Mode::Tunnel,
+    };
+    let mut out = Vec::new();
+    for lt in inst.local_ts.iter().filter_map(spec) {
+        for rt in inst.remote_ts.iter().filter_map(spec) {
+            let proto = if lt.1 == 0 {
+                Protocol::All
+            } else {
+                Protocol::Number(lt.1)
+            };
+            if let Ok(sels) = selectors(&lt.0, &rt.0, proto, lt.2, rt.2) {
+                for sel in sels {
+                    out.extend(crate::kernel::tunnel_policies(
+                        sel,
+                        inst.local.ip(),
+                        inst.remote.ip(),
+                        gatekey_xfrm::Proto::Esp,
+                        mode,
+                        reqid,
+                        crate::kernel::PRIORITY_TUNNEL,
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

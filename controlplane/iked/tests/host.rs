@@ -510,3 +510,235 @@ fn fail_closed_policies_survive_kill_and_are_adopted_on_restart() {
     }
     assert!(!dir.join("ipsecmgmt").exists());
 }
+
+/// Two namespaces joined by a veth pair: `a` has 192.0.2.1/24, `b` 192.0.2.2/24.
+struct Pair(Ns, Ns);
+
+impl Pair {
+    fn new(tag: &str) -> Pair {
+        let a = Ns::bare(&format!("{tag}a"));
+        let b = Ns::bare(&format!("{tag}b"));
+        sh(&[
+            "ip", "link", "add", "gka", "netns", &a.0, "type", "veth", "peer", "name", "gkb",
+            "netns", &b.0,
+        ]);
+        for (ns, dev, addr) in [(&a, "gka", "192.0.2.1/24"), (&b, "gkb", "192.0.2.2/24")] {
+            sh(&["ip", "-n", &ns.0, "addr", "add", addr, "dev", dev]);
+            sh(&["ip", "-n", &ns.0, "link", "set", dev, "up"]);
+        }
+        Pair(a, b)
+    }
+}
+
+impl Ns {
+    fn bare(tag: &str) -> Ns {
+        let name = format!("ikedt-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Ns(name)
+    }
+}
+
+fn gw_policy(me: &str, peer: &str, mine: &str, theirs: &str, auto: bool) -> String {
+    format!(
+        r#"
+KeyExchangeRule to-peer {{
+  LocalSecurityEndpoint {{ Identity IpAddr {me} Location {me} }}
+  RemoteSecurityEndpoint {{ Identity IpAddr {peer} Location {peer} }}
+  KeyExchangeAction {{ KeyExchangeOffer {{ HowToEncrypt AES_GCM_16 KeyLength 256 DHGroup Group31 }} }}
+  SharedKey Ascii "a long host test pre-shared key"
+}}
+LocalDynVpnRule net {{
+  IpSourceAddr {mine}
+  IpDestAddr {theirs}
+  LocalSecurityEndpoint {me}
+  RemoteSecurityEndpoint {peer}
+  IpDynVpnAction {{ IpDataOffer {{ HowToEncrypt AES_GCM_16 KeyLength 256 }} }}
+  AutoActivate {}
+}}
+"#,
+        if auto { "Yes" } else { "No" }
+    )
+}
+
+fn dyn_tunnels(c: &mut Client, t: &Target) -> Vec<gatekey_nmi::records::IpTunnelRecord> {
+    match c
+        .call(Some(t), &Request::GetIpTunDynIke(Selection::default()))
+        .unwrap()
+        .response
+    {
+        Response::IpTunnels(l) => l.records,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn ike_tunnels(c: &mut Client, t: &Target) -> Vec<gatekey_nmi::records::IkeTunnelRecord> {
+    match c
+        .call(Some(t), &Request::GetIkeTun(Selection::default()))
+        .unwrap()
+        .response
+    {
+        Response::IkeTunnels(l) => l.records,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ikev2_psk_between_two_iked_instances() {
+    require_root!();
+    let pair = Pair::new("ike");
+    let (da, db) = (tempdir("ikea"), tempdir("ikeb"));
+    write_conf(
+        &da,
+        &pair.0,
+        &gw_policy("192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", true),
+    );
+    write_conf(
+        &db,
+        &pair.1,
+        &gw_policy(
+            "192.0.2.2",
+            "192.0.2.1",
+            "10.2.0.0/24",
+            "10.1.0.0/24",
+            false,
+        ),
+    );
+    // sun (responder) first; moon activates by itself (AutoActivate).
+    let sun = Iked::start(&db, &["--kernel", "recording"]);
+    let moon = Iked::start(&da, &["--kernel", "recording"]);
+    let (ta, tb) = (
+        Target::new(&pair.0.0).unwrap(),
+        Target::new(&pair.1.0).unwrap(),
+    );
+    let mut ca = Client::connect(da.join("ipsecmgmt")).unwrap();
+    let mut cb = Client::connect(db.join("ipsecmgmt")).unwrap();
+
+    let ya = wait_for("moon's dynamic tunnel", || {
+        dyn_tunnels(&mut ca, &ta).into_iter().next()
+    });
+    let yb = wait_for("sun's dynamic tunnel", || {
+        dyn_tunnels(&mut cb, &tb).into_iter().next()
+    });
+    assert_eq!((ya.tunnel_id.as_str(), ya.generation), ("Y1", 1));
+    assert_eq!(ya.state.display(), "Active");
+    assert_eq!(ya.activation.map(|a| a.display()), Some("Auto"));
+    assert_eq!(yb.activation.map(|a| a.display()), Some("Remote"));
+    assert_eq!(ya.how_to_encrypt.as_deref(), Some("AES_GCM_16"));
+    assert_eq!(ya.encrypt_key_length, Some(256));
+    // Each side's inbound SPI is the other's outbound SPI.
+    assert_eq!(ya.encrypt_inbound_spi, yb.encrypt_outbound_spi);
+    assert_eq!(ya.encrypt_outbound_spi, yb.encrypt_inbound_spi);
+    assert_eq!(ya.parent_ike_tunnel_id.as_deref(), Some("K1"));
+
+    let ka = ike_tunnels(&mut ca, &ta);
+    assert_eq!(ka.len(), 1);
+    assert_eq!(
+        (
+            ka[0].tunnel_id.as_str(),
+            ka[0].state.display(),
+            ka[0].role.display()
+        ),
+        ("K1", "DONE", "Initiator")
+    );
+    assert_eq!(ka[0].remote_id.as_deref(), Some("192.0.2.2"));
+    let kb = ike_tunnels(&mut cb, &tb);
+    assert_eq!(
+        (kb[0].role.display(), kb[0].initiator_spi),
+        ("Responder", ka[0].initiator_spi)
+    );
+    assert!(
+        moon.log().contains("EZD0935I") && moon.log().contains("EZD0939I"),
+        "{}",
+        moon.log()
+    );
+    assert!(sun.log().contains("EZD0939I"), "{}", sun.log());
+
+    // Refresh (rekey) the child from sun: generation 2 on both sides, same Y.
+    let r = control(
+        &mut cb,
+        &tb,
+        Request::RefreshIpTunDyn,
+        TunnelRef {
+            tunnel_id: Some("Y1".into()),
+            ..TunnelRef::default()
+        },
+    );
+    assert_eq!(r, TunnelStatus::StateUpdated);
+    let ya2 = wait_for("the rekeyed child on moon", || {
+        dyn_tunnels(&mut ca, &ta)
+            .into_iter()
+            .find(|y| y.generation == 2)
+    });
+    assert_eq!(ya2.tunnel_id, "Y1");
+    assert_ne!(ya2.encrypt_inbound_spi, ya.encrypt_inbound_spi);
+    wait_for("the old child deleted on moon", || {
+        (dyn_tunnels(&mut ca, &ta).len() == 1).then_some(())
+    });
+
+    // Deactivate from moon: both sides lose the child; the IKE SA stays.
+    let r = control(
+        &mut ca,
+        &ta,
+        Request::DeactIpTunDyn,
+        TunnelRef {
+            name: Some("net".into()),
+            ..TunnelRef::default()
+        },
+    );
+    assert_eq!(r, TunnelStatus::StateUpdated);
+    wait_for("sun's child gone", || {
+        dyn_tunnels(&mut cb, &tb).is_empty().then_some(())
+    });
+    assert_eq!(ike_tunnels(&mut cb, &tb).len(), 1);
+
+    // Command-line activation brings it back.
+    let r = control(
+        &mut ca,
+        &ta,
+        Request::ActIpTunDyn,
+        TunnelRef {
+            name: Some("net".into()),
+            ..TunnelRef::default()
+        },
+    );
+    assert_eq!(r, TunnelStatus::StateUpdated);
+    let y = wait_for("the re-activated child", || {
+        dyn_tunnels(&mut cb, &tb).into_iter().next()
+    });
+    assert_eq!(y.state.display(), "Active");
+
+    // Deleting the IKE tunnel from sun deletes everything on moon.
+    let r = control(
+        &mut cb,
+        &tb,
+        Request::DeactIkeTun,
+        TunnelRef {
+            tunnel_id: Some("K1".into()),
+            ..TunnelRef::default()
+        },
+    );
+    assert_eq!(r, TunnelStatus::StateUpdated);
+    wait_for("moon's IKE SA gone", || {
+        ike_tunnels(&mut ca, &ta)
+            .iter()
+            .all(|k| k.tunnel_id != "K1")
+            .then_some(())
+    });
+    drop((moon, sun));
+}

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Runs strongSwan's charon in network namespaces for ike-proto interop work.
 #
-#   charon-netns.sh up DIR          two namespaces gk-ss-a (192.0.2.1) and gk-ss-b (192.0.2.2)
-#                                   joined by a veth pair, no charon yet
+#   charon-netns.sh up DIR          two namespaces $GK_NS_A (192.0.2.1) and $GK_NS_B (192.0.2.2)
+#                                   joined by a veth pair, no charon yet (names default to
+#                                   gk-ss-a and gk-ss-b)
 #   charon-netns.sh charon DIR NS   start charon in namespace NS with DIR/NS/strongswan.conf
 #                                   and DIR/NS/swanctl.conf (private /run; vici socket
 #                                   DIR/NS/charon.vici); loads the swanctl config
@@ -11,17 +12,19 @@
 # The host kernel cannot install ESP states: CHILD_SA installation fails, IKE works.
 set -eu
 cmd=$1 dir=$2
+A=${GK_NS_A:-gk-ss-a}
+B=${GK_NS_B:-gk-ss-b}
 case $cmd in
 up)
-    ip netns add gk-ss-a
-    ip netns add gk-ss-b
-    ip link add gk-ss-va netns gk-ss-a type veth peer name gk-ss-vb netns gk-ss-b
-    ip -n gk-ss-a addr add 192.0.2.1/24 dev gk-ss-va
-    ip -n gk-ss-b addr add 192.0.2.2/24 dev gk-ss-vb
-    ip -n gk-ss-a link set gk-ss-va up
-    ip -n gk-ss-b link set gk-ss-vb up
-    ip -n gk-ss-a link set lo up
-    ip -n gk-ss-b link set lo up
+    ip netns add "$A"
+    ip netns add "$B"
+    ip link add veth-a netns "$A" type veth peer name veth-b netns "$B"
+    ip -n "$A" addr add 192.0.2.1/24 dev veth-a
+    ip -n "$B" addr add 192.0.2.2/24 dev veth-b
+    ip -n "$A" link set veth-a up
+    ip -n "$B" link set veth-b up
+    ip -n "$A" link set lo up
+    ip -n "$B" link set lo up
     ;;
 charon)
     ns=$3
@@ -44,7 +47,7 @@ down)
         rm -f "$p" "${p%/charon.pid}/charon.vici"
     done
     sleep 0.3
-    ip netns del gk-ss-a 2>/dev/null || true
-    ip netns del gk-ss-b 2>/dev/null || true
+    ip netns del "$A" 2>/dev/null || true
+    ip netns del "$B" 2>/dev/null || true
     ;;
 esac
