@@ -219,6 +219,8 @@ impl Handler for NmiHandler {
         let Some(conn) = self.shared.registry.get(&name) else {
             return Failure::no_target(format!("NSS client {name} is not connected")).into();
         };
+        // Name the client as it calls itself.
+        let name = conn.client.get().map_or(name, |c| c.client_name.clone());
         let control = req.access() == Access::Control;
         let profile = names::netmgmt_ipsec(&sys, &name, control);
         let user = match self.check(&caller, &profile) {

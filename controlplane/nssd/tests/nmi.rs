@@ -1,0 +1,295 @@
+//! nssd's NMI: GET_CLIENTINFO, routing to NSS clients (remote management),
+//! and every refusal (ENXIO, EOPNOTSUPP, EACCES, target required, not
+//! served, the 11th management client).
+
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers: a failed step is a test failure"
+)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::{Env, Logs};
+use gatekey_nmi::codes::{ReasonCode, ReturnCode};
+use gatekey_nmi::header::{MAX_VERSION, Target};
+use gatekey_nmi::message::{Request as NmiRequest, Response as NmiResponse};
+use gatekey_nmi::records::{Summary, SummaryRecord};
+use gatekey_nmi::server::{Handler, Incoming, Reply};
+use gatekey_nmi::{Client as NmiClient, Error as NmiError};
+use nss_client::{MgmtHandler, NssClient};
+
+/// Captures tracing output of the whole test binary (the NMI server helper
+/// logs through tracing).
+fn traces() -> &'static Mutex<Vec<String>> {
+    static T: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    T.get_or_init(|| {
+        struct W;
+        impl std::io::Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                if let Ok(mut v) = traces().lock() {
+                    v.push(String::from_utf8_lossy(b).into_owned());
+                }
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let _ = tracing_subscriber::fmt()
+            .with_writer(|| W)
+            .with_ansi(false)
+            .try_init();
+        Mutex::new(Vec::new())
+    })
+}
+
+/// iked's side, faked: answers GET_SUMMARY for relayed requests.
+struct FakeIked;
+
+impl Handler for FakeIked {
+    async fn handle(&self, req: Incoming) -> Reply {
+        match req.request {
+            NmiRequest::GetSummary => Reply::ok(
+                None,
+                NmiResponse::Summary(Summary {
+                    since: 1_700_000_000,
+                    statistics: SummaryRecord {
+                        p1_active: 3,
+                        ..SummaryRecord::default()
+                    },
+                }),
+            ),
+            _ => gatekey_nmi::codes::Failure::not_served("fake").into(),
+        }
+    }
+}
+
+fn fake_iked_handler(client_name: &'static str) -> MgmtHandler {
+    let h = Arc::new(FakeIked);
+    Arc::new(move |bytes: Vec<u8>, _requester: Option<String>| {
+        let h = Arc::clone(&h);
+        Box::pin(async move {
+            gatekey_nmi::server::serve_relayed(&*h, client_name, MAX_VERSION, &bytes).await
+        })
+    })
+}
+
+async fn nmi<T: Send + 'static>(path: PathBuf, f: impl FnOnce(PathBuf) -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(move || f(path))
+        .await
+        .expect("blocking task")
+}
+
+fn target(s: &str) -> Target {
+    Target::new(s).expect("target")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_info_routing_and_refusals() {
+    let _ = traces();
+    let env = Env::new();
+    let sock = env.tmp.path().join("run/nss");
+    let slogs = Logs::default();
+    let server = env
+        .server_with(&slogs, |o| {
+            o.nmi_socket = Some(sock.clone());
+            o.mgmt_timeout = Duration::from_secs(5);
+        })
+        .await;
+    // A client with RemoteMgmt (permitted), one without (C3 is not permitted NETMGMT).
+    let mut cfg = env.client_config("SYSTEMA_STACK1", "A1S1", "pw-a1s1", env.port);
+    cfg.log_hook = None;
+    let a = NssClient::start(cfg, Some(fake_iked_handler("SYSTEMA_STACK1"))).expect("client");
+    a.wait_connected(Duration::from_secs(10))
+        .await
+        .expect("A connected");
+    let c3 = env
+        .client("C3CLIENT", "C3", "pw-c3", &Logs::default())
+        .await;
+    c3.wait_connected(Duration::from_secs(10))
+        .await
+        .expect("C3 connected");
+
+    let port = env.port;
+    let results = nmi(sock.clone(), move |p| {
+        let mut c = NmiClient::connect(&p).expect("NMI connect");
+        assert_eq!(
+            c.server_info().server,
+            gatekey_nmi::records::ServerKind::Nssd
+        );
+        // GET_CLIENTINFO: all clients, then one.
+        let all = c
+            .call(None, &NmiRequest::GetClientInfo)
+            .expect("clientinfo");
+        let NmiResponse::ClientInfo(list) = all.response else {
+            panic!("wrong response")
+        };
+        assert_eq!(list.system_name, common::SYS);
+        assert_eq!(list.total_available, 2);
+        let a = list
+            .records
+            .iter()
+            .find(|r| r.client_name == "SYSTEMA_STACK1")
+            .expect("A");
+        assert_eq!(a.user_id, "A1S1");
+        assert_eq!(a.stack_name, "stack1");
+        assert_eq!(a.system_name, "SYSTEMA");
+        assert_eq!(a.server_port, port);
+        assert!(a.remote_management_selected && a.remote_management_enabled);
+        assert!(a.certificate_services_selected && a.certificate_services_enabled);
+        let c3 = list
+            .records
+            .iter()
+            .find(|r| r.client_name == "C3CLIENT")
+            .expect("C3");
+        assert!(c3.remote_management_selected && !c3.remote_management_enabled);
+        let one = c
+            .call(Some(&target("c3client")), &NmiRequest::GetClientInfo)
+            .expect("one");
+        let NmiResponse::ClientInfo(list) = one.response else {
+            panic!()
+        };
+        assert_eq!(list.records.len(), 1);
+        let none = c
+            .call(Some(&target("NOSUCH")), &NmiRequest::GetClientInfo)
+            .expect("none");
+        let NmiResponse::ClientInfo(list) = none.response else {
+            panic!()
+        };
+        assert!(
+            list.records.is_empty(),
+            "a named client that is not connected: no records"
+        );
+        // Routed to the client and answered by its (fake) iked.
+        let r = c
+            .call(Some(&target("systema_stack1")), &NmiRequest::GetSummary)
+            .expect("routed");
+        assert_eq!(
+            r.target().map(|t| t.as_str().to_owned()).as_deref(),
+            Some("systema_stack1")
+        );
+        let NmiResponse::Summary(s) = r.response else {
+            panic!()
+        };
+        assert_eq!(s.statistics.p1_active, 3);
+        let mut out = Vec::new();
+        for (t, req) in [
+            (Some("NOSUCH"), NmiRequest::GetSummary),
+            (Some("C3CLIENT"), NmiRequest::GetSummary),
+            (None, NmiRequest::GetSummary),
+            (Some("SYSTEMA_STACK1"), NmiRequest::SetIpFltDefault),
+            (Some("SYSTEMA_STACK1"), NmiRequest::GetStackInfo),
+        ] {
+            let e = c.call(t.map(target).as_ref(), &req).expect_err("refused");
+            out.push(e);
+        }
+        out
+    })
+    .await;
+    let codes: Vec<(ReturnCode, ReasonCode)> = results
+        .iter()
+        .map(|e| match e {
+            NmiError::Failed { rc, rsn, .. } => (*rc, *rsn),
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (ReturnCode::ENXIO, ReasonCode::NONE),
+            (ReturnCode::EOPNOTSUPP, ReasonCode::NONE),
+            (ReturnCode::EINVAL, ReasonCode::TARGET_REQUIRED),
+            (ReturnCode::EACCES, ReasonCode::NONE),
+            (ReturnCode::EOPNOTSUPP, ReasonCode::NOT_SERVED),
+        ]
+    );
+    match &results[3] {
+        NmiError::Failed { profile, .. } => {
+            assert_eq!(
+                profile.as_deref(),
+                Some("EZB.NETMGMT.NSSSYS.SYSTEMA_STACK1.IPSEC.CONTROL")
+            );
+        }
+        other => panic!("{other}"),
+    }
+    slogs
+        .wait_for(&[
+            "DBG0202I",
+            "GET_SUMMARY",
+            "routed to client SYSTEMA_STACK1 and answered",
+        ])
+        .await;
+    slogs
+        .wait_for(&[
+            "DBG0201I",
+            "client C3CLIENT refused: remote management is not enabled",
+        ])
+        .await;
+    slogs
+        .wait_for(&[
+            "DBG0032I",
+            "EZB.NETMGMT.NSSSYS.SYSTEMA_STACK1.IPSEC.CONTROL",
+            "rc 4 (DENY)",
+        ])
+        .await;
+
+    // A client without a handler refuses routed requests (EOPNOTSUPP on the NSS wire).
+    a.shutdown().await;
+    let b = NssClient::start(
+        env.client_config("SYSTEMA_STACK1", "A1S1", "pw-a1s1", env.port),
+        None,
+    )
+    .expect("client");
+    b.wait_connected(Duration::from_secs(10)).await.expect("b");
+    let e = nmi(sock.clone(), |p| {
+        let mut c = NmiClient::connect(&p).expect("NMI connect");
+        c.call(Some(&target("SYSTEMA_STACK1")), &NmiRequest::GetSummary)
+            .expect_err("refused")
+    })
+    .await;
+    assert!(
+        matches!(
+            e,
+            NmiError::Failed {
+                rc: ReturnCode::EOPNOTSUPP,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    slogs
+        .wait_for(&["DBG0201I", "refused by the client", "EOPNOTSUPP"])
+        .await;
+
+    // At most 10 management clients: the 11th gets TERM EBUSY.
+    let e = nmi(sock.clone(), |p| {
+        let held: Vec<NmiClient> = (0..10)
+            .map(|_| NmiClient::connect(&p).expect("one of ten"))
+            .collect();
+        let e = NmiClient::connect(&p).expect_err("the 11th is refused");
+        drop(held);
+        e
+    })
+    .await;
+    match e {
+        NmiError::Terminated { rc, rsn, .. } => {
+            assert_eq!((rc, rsn), (ReturnCode::EBUSY, ReasonCode::TOO_MANY_CLIENTS));
+        }
+        other => panic!("{other}"),
+    }
+    let seen = traces()
+        .lock()
+        .map(|v| {
+            v.iter()
+                .any(|l| l.contains("NMI connection refused: too many clients"))
+        })
+        .unwrap_or(false);
+    assert!(seen, "the server logs the refused 11th client");
+    b.shutdown().await;
+    c3.shutdown().await;
+    server.shutdown().await;
+}
