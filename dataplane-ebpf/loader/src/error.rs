@@ -70,6 +70,22 @@ pub enum Error {
         #[source]
         source: Box<aya::maps::MapError>,
     },
+    /// A filter set cannot be compiled into the tables.
+    #[error("cannot compile the filter set: {0}")]
+    Compile(String),
+    /// Pinned maps from another version of gatekey are in the way.
+    #[error(
+        "the maps pinned in {dir} have layout version {found}, this gatekey needs {expected}: \
+         run `gatekey-filter unload` for the stack, then load again"
+    )]
+    Layout {
+        /// The pin directory.
+        dir: PathBuf,
+        /// Version found.
+        found: u32,
+        /// Version expected.
+        expected: u32,
+    },
     /// The eBPF object lacks a map or program this library expects.
     #[error("the eBPF object has no {kind} named {name}")]
     Missing {
@@ -83,5 +99,32 @@ pub enum Error {
 impl From<aya::EbpfError> for Error {
     fn from(e: aya::EbpfError) -> Self {
         Self::Ebpf(Box::new(e))
+    }
+}
+
+impl Error {
+    pub(crate) fn program(
+        what: impl Into<String>,
+        e: impl Into<aya::programs::ProgramError>,
+    ) -> Self {
+        Self::Program {
+            what: what.into(),
+            source: Box::new(e.into()),
+        }
+    }
+
+    pub(crate) fn map(what: impl Into<String>, e: impl Into<aya::maps::MapError>) -> Self {
+        Self::Map {
+            what: what.into(),
+            source: Box::new(e.into()),
+        }
+    }
+
+    pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            what,
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -7,7 +7,10 @@
 //! Depends on `gatekey-dataplane-common` only among workspace crates; must not
 //! depend on any binary crate or on the control-plane crates.
 
+pub mod compile;
+pub mod dataplane;
 mod error;
+pub mod model;
 pub mod netns;
 pub mod testnet;
 
