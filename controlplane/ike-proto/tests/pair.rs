@@ -1342,3 +1342,63 @@ fn responder_picks_policy_by_identity() {
     let id: Identity = "c.example.com".parse().unwrap();
     assert_eq!(p.b.ep.ike_sas()[0].peer_id, Some(id));
 }
+
+#[test]
+fn initial_contact_drops_stale_sas() {
+    let mut p = psk_pair();
+    p.connect();
+    p.run();
+    assert_tunnel(&p, 1);
+    // A reboots: a fresh endpoint with the same policy connects again.
+    let (a, _) = psk_peers(
+        "correct horse battery staple",
+        "correct horse battery staple",
+    );
+    p.a = Node::new("a", A_IP, vec![a]);
+    p.connect();
+    p.run();
+    assert_eq!(p.b.ep.ike_sas().len(), 1, "{:?}", p.b.ep.ike_sas());
+    assert!(
+        p.b.down
+            .iter()
+            .any(|(_, r)| *r == CloseReason::InitialContact),
+        "{:?}",
+        p.b.down
+    );
+    assert_tunnel(&p, 1);
+}
+
+#[test]
+fn ike_sa_expires_when_rekey_never_succeeds() {
+    let (mut a, b) = psk_peers("k", "k");
+    a.ike_lifetime = Duration::from_secs(100);
+    a.rekey_margin = Duration::from_secs(10);
+    let mut na = Node::new("a", A_IP, vec![a.clone()]);
+    na.ep = Endpoint::new(EndpointConfig {
+        retries: 10,
+        init_wait: Duration::from_secs(1),
+        ..EndpointConfig::default()
+    });
+    na.ep.set_peers(vec![a]);
+    let mut p = Pair::new(na, Node::new("b", B_IP, vec![b]));
+    p.connect();
+    p.run_for(Duration::from_secs(1));
+    assert_tunnel(&p, 1);
+    // B never hears A's CREATE_CHILD_SA (the IKE rekey at 90 s).
+    p.filter = Box::new(|t| {
+        u8::from(
+            t.remote.ip().to_string() == B_IP
+                && Header::peek(&t.data).is_some_and(|h| h.exchange.0 == 36),
+        )
+    });
+    p.run_for(Duration::from_secs(80));
+    assert!(p.a.down.is_empty(), "{:?}", p.a.down);
+    p.run_for(Duration::from_secs(40));
+    // Retransmitting would go on for ~2000 s; the lifetime ends it at 100 s.
+    assert!(
+        matches!(p.a.down[0].1, CloseReason::Timeout),
+        "{:?}",
+        p.a.down
+    );
+    assert!(p.a.installed.is_empty());
+}

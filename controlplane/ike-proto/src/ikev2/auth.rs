@@ -675,6 +675,9 @@ impl IkeSa {
         };
         self.established(sh, now);
         sh.stats.p1_remote_act_success += 1;
+        if f.has(NotifyType::INITIAL_CONTACT) {
+            sh.initial_contacts.push(self.id);
+        }
         sh.event(Event::IkeSaUp {
             ike_sa: self.id,
             peer: self.peer.name.clone(),

@@ -513,6 +513,33 @@ impl Endpoint {
                 t.children.extend(kids);
             }
         }
+        for id in std::mem::take(&mut self.sh.initial_contacts) {
+            // RFC 7296 §2.4: the peer rebooted; drop its older SAs without telling it.
+            let Some((peer_id, ip)) = self
+                .sas
+                .get(&id)
+                .and_then(|s| Some((s.peer_id.clone()?, s.remote.ip())))
+            else {
+                continue;
+            };
+            let stale: Vec<IkeSaId> = self
+                .sas
+                .values()
+                .filter(|s| {
+                    s.id != id && s.remote.ip() == ip && s.peer_id.as_ref() == Some(&peer_id)
+                })
+                .map(|s| s.id)
+                .collect();
+            for old in stale {
+                if let Some(s) = self.sas.get_mut(&old) {
+                    tracing::info!(sa = old.0, peer = %peer_id, "INITIAL_CONTACT: dropping stale IKE SA");
+                    s.close(
+                        &mut self.sh,
+                        crate::ikev2::event::CloseReason::InitialContact,
+                    );
+                }
+            }
+        }
         let closed: Vec<IkeSaId> = self
             .sas
             .values()

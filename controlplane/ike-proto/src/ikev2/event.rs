@@ -109,6 +109,8 @@ pub enum CloseReason {
     NegotiationFailed(String),
     /// Replaced by a rekeyed IKE SA.
     Rekeyed,
+    /// The peer authenticated a new IKE SA with INITIAL_CONTACT: it lost this one's state.
+    InitialContact,
     /// A protocol error.
     Protocol(String),
 }

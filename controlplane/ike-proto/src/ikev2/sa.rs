@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     /// Children to move between SAs after an IKE rekey collision: (from, to).
     pub moves: Vec<(IkeSaId, IkeSaId)>,
     pub peers: Vec<Arc<PeerConfig>>,
+    /// New SAs that carried INITIAL_CONTACT: older SAs with that peer are stale.
+    pub initial_contacts: Vec<IkeSaId>,
     /// Wall-clock seconds since the Unix epoch, for certificate validity.
     pub unix_time: u64,
     next_sa: u64,
@@ -59,6 +61,7 @@ impl Shared {
             spawned: Vec::new(),
             moves: Vec::new(),
             peers: Vec::new(),
+            initial_contacts: Vec::new(),
             unix_time: 0,
             next_sa: 1,
             next_child: 1,
@@ -293,6 +296,8 @@ pub(crate) struct IkeSa {
     pub children: Vec<ChildSa>,
     pub last_recv: Instant,
     pub rekey_at: Option<Instant>,
+    /// Hard end of the IKE SA lifetime (if rekeying never succeeded).
+    pub expire_at: Option<Instant>,
     pub keepalive_at: Option<Instant>,
     /// Set on the old SA when an IKE rekey moved its children: (new SA, its lowest nonce,
     /// whether we initiated that rekey).
@@ -353,6 +358,7 @@ impl IkeSa {
             children: Vec::new(),
             last_recv: now,
             rekey_at: None,
+            expire_at: None,
             keepalive_at: None,
             rekeyed: Vec::new(),
             superseded: false,
@@ -673,6 +679,7 @@ impl IkeSa {
         }
         if self.state.is_established() {
             consider(self.rekey_at);
+            consider(self.expire_at);
             consider(self.keepalive_at);
             if let Some(d) = self.peer.dpd_interval
                 && self.outstanding.is_none()
@@ -725,6 +732,19 @@ impl IkeSa {
                     data: vec![0xff],
                 });
                 self.keepalive_at = Some(now + sh.config.nat_keepalive);
+            }
+            if let Some(x) = self.expire_at
+                && x <= now
+            {
+                // Rekeying never succeeded: the SA dies at the end of its lifetime.
+                self.expire_at = None;
+                tracing::info!(sa = self.id.0, "IKE SA lifetime expired");
+                if self.outstanding.is_some() {
+                    self.close(sh, CloseReason::Timeout);
+                    return;
+                }
+                self.queue.clear();
+                self.queue.push_back(Task::DeleteIke);
             }
             if let Some(r) = self.rekey_at
                 && r <= now
@@ -830,6 +850,7 @@ impl IkeSa {
             self.peer.rekey_margin / 2
         };
         self.rekey_at = Some(now + life.saturating_sub(skew));
+        self.expire_at = Some(now + self.peer.ike_lifetime);
         if self.local_nat {
             self.keepalive_at = Some(now + sh.config.nat_keepalive);
         }
