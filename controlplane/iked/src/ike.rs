@@ -114,11 +114,22 @@ pub struct ChildTunnel {
     pub expired: bool,
 }
 
+/// Which SAs of a child to install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dirs {
+    /// Inbound and outbound.
+    Both,
+    /// Inbound only (a rekey's responder: the peer may use it at once).
+    Inbound,
+    /// Outbound only (the deferred half of a rekey's responder).
+    Outbound,
+}
+
 /// Something the driver wants done with the kernel (async, by the caller).
 #[derive(Debug)]
 pub enum KernelWork {
-    /// Install a child SA pair.
-    Install(Box<InstallChildSa>, u32),
+    /// Install a child SA pair (or half of it) with a request ID.
+    Install(Box<InstallChildSa>, u32, Dirs),
     /// Delete a child SA pair.
     Delete {
         /// Outer source of the inbound SA (peer).
@@ -153,6 +164,9 @@ pub struct IkeDriver {
     signers: BTreeMap<String, Arc<ike_proto::crypto::sig::LocalSigner>>,
     next_k: u32,
     next_y: u32,
+    /// Outbound SAs of rekeyed children held back until the peer deletes the
+    /// old child (or a deadline passes), by Y number.
+    deferred_out: BTreeMap<u32, (Box<InstallChildSa>, u32, Instant)>,
     /// Datagrams to send: (local, remote, bytes with the marker on 4500).
     pub outbox: Vec<ike_proto::ikev2::Transmit>,
     /// Kernel work for the caller.
@@ -542,6 +556,7 @@ impl IkeDriver {
             signers: peers.2,
             next_k: 1,
             next_y: 1,
+            deferred_out: BTreeMap::new(),
             outbox: Vec::new(),
             kernel: Vec::new(),
             nat_t_port,
@@ -667,6 +682,23 @@ impl IkeDriver {
                 self.outbox.push(t);
             }
         }
+        let due: Vec<u32> = self
+            .deferred_out
+            .iter()
+            .filter(|(_, (_, _, t))| *t <= now)
+            .map(|(y, _)| *y)
+            .collect();
+        for y in due {
+            if let Some((inst, reqid, _)) = self.deferred_out.remove(&y) {
+                self.kernel
+                    .push(KernelWork::Install(inst, reqid, Dirs::Outbound));
+            }
+        }
+    }
+
+    /// When a deferred outbound SA must be installed at the latest.
+    pub fn deferred_deadline(&self) -> Option<Instant> {
+        self.deferred_out.values().map(|(_, _, t)| *t).min()
     }
 
     fn on_event(
@@ -834,9 +866,11 @@ impl IkeDriver {
                     .map(|c| c.generation)
                     .max()
                     .map_or(1, |g| g + 1);
+                let mut rekey = false;
                 for c in self.children.values_mut() {
-                    if c.y == y {
+                    if c.y == y && !c.expired {
                         c.expired = true;
+                        rekey = true;
                     }
                 }
                 let k = self.ike.get(&inst.ike_sa).map_or(0, |t| t.k);
@@ -875,7 +909,20 @@ impl IkeDriver {
                     },
                 );
                 self.retry.remove(&rule);
-                self.kernel.push(KernelWork::Install(inst, reqid));
+                if rekey && !inst.initiator {
+                    // Make-before-break without loss: the responder of a
+                    // rekey installs the new inbound SA now, but keeps
+                    // sending on the old SA until the initiator (which
+                    // installs both of its new SAs when it gets our
+                    // response) deletes the old child.
+                    self.kernel
+                        .push(KernelWork::Install(inst.clone(), reqid, Dirs::Inbound));
+                    self.deferred_out
+                        .insert(y, (inst, reqid, now + Duration::from_secs(5)));
+                } else {
+                    self.kernel
+                        .push(KernelWork::Install(inst, reqid, Dirs::Both));
+                }
             }
             Event::DeleteChildSa {
                 child,
@@ -884,6 +931,10 @@ impl IkeDriver {
                 ..
             } => {
                 if let Some(c) = self.children.remove(&child) {
+                    if let Some((inst, reqid, _)) = self.deferred_out.remove(&c.y) {
+                        self.kernel
+                            .push(KernelWork::Install(inst, reqid, Dirs::Outbound));
+                    }
                     info!(
                         "EZD0940I Stack {stack}: dynamic tunnel Y{} generation {} (LocalDynVpnRule {}) deleted: ESP SPIs in {spi_in:#010x} out {spi_out:#010x}",
                         c.y, c.generation, c.rule

@@ -765,7 +765,10 @@ impl Stack {
     /// When the engine (or an activation retry) wants to run next.
     pub fn ike_deadline(&self) -> Option<Instant> {
         let d = self.ike.as_ref()?;
-        let retry = d.retry.values().min().copied();
+        let retry = [d.retry.values().min().copied(), d.deferred_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
         match (d.endpoint.poll_timeout(), retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -842,11 +845,16 @@ impl Stack {
     async fn kernel_work(&mut self, w: KernelWork) {
         let name = self.setup.name().to_owned();
         match w {
-            KernelWork::Install(inst, reqid) => {
+            KernelWork::Install(inst, reqid, dirs) => {
                 match crate::xlate::child_sas(&inst, reqid) {
                     Ok((out_sa, in_sa)) => {
                         // Inbound first: the peer may already send on it.
-                        for sa in [in_sa, out_sa] {
+                        let sas = match dirs {
+                            ike::Dirs::Both => vec![in_sa, out_sa],
+                            ike::Dirs::Inbound => vec![in_sa],
+                            ike::Dirs::Outbound => vec![out_sa],
+                        };
+                        for sa in sas {
                             if let Err(e) = self.kernel.put_sa(sa).await {
                                 warn!(
                                     "EZD0928E Stack {name}: cannot install the SAs of {}: {e}",
@@ -860,7 +868,7 @@ impl Stack {
                         inst.name
                     ),
                 }
-                if !self.traps.contains_key(&inst.name) {
+                if dirs != ike::Dirs::Outbound && !self.traps.contains_key(&inst.name) {
                     // No fail-closed policies for this rule: install
                     // policies for the negotiated selectors.
                     for p in crate::xlate::child_policies(&inst, reqid) {
