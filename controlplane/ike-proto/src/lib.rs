@@ -10,11 +10,13 @@
 //!   the NSS server signs with [`crypto::sig::LocalSigner`]).
 //! - [`identity`]: IKE identities shared by IKEv2 and IKEv1.
 //! - [`wire`]: the message codec.
+//! - [`ikev1`]: IKEv1 (RFC 2409): the ISAKMP codec, key derivation, the IKEv1 engine.
 //! - [`ikev2`]: the IKEv2 engine ([`ikev2::Endpoint`]).
 
 pub mod crypto;
 mod error;
 pub mod identity;
+pub mod ikev1;
 pub mod ikev2;
 pub mod wire;
 

@@ -64,6 +64,11 @@ pub enum SignatureScheme {
     EcdsaSha384,
     /// Ed25519 (RFC 8032; RFC 8420 in IKEv2).
     Ed25519,
+    /// RSASSA-PKCS1-v1_5 padding over a digest *without* a DigestInfo: IKEv1 RSA
+    /// signatures (RFC 2409 §5.1). The "message" to sign or verify is the digest itself
+    /// (HASH_I or HASH_R, 1–64 bytes). Not in [`SignatureScheme::ALL`] and never offered
+    /// by [`Signer::schemes`]: IKEv2 does not use it.
+    RsaPkcs1Raw,
 }
 
 impl SignatureScheme {
@@ -92,7 +97,7 @@ impl SignatureScheme {
                 HashAlgorithm::SHA2_384
             }
             Self::RsaPkcs1Sha512 | Self::RsaPssSha512 => HashAlgorithm::SHA2_512,
-            Self::Ed25519 => HashAlgorithm::IDENTITY,
+            Self::Ed25519 | Self::RsaPkcs1Raw => HashAlgorithm::IDENTITY,
         }
     }
 
@@ -108,6 +113,7 @@ impl SignatureScheme {
                     | Self::RsaPssSha256
                     | Self::RsaPssSha384
                     | Self::RsaPssSha512
+                    | Self::RsaPkcs1Raw
             ),
             KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => {
                 matches!(self, Self::EcdsaSha256 | Self::EcdsaSha384)
@@ -142,6 +148,8 @@ impl SignatureScheme {
             Self::EcdsaSha256 => bare(oid::ECDSA_SHA256),
             Self::EcdsaSha384 => bare(oid::ECDSA_SHA384),
             Self::Ed25519 => bare(oid::ED25519),
+            // No RFC 7427 identifier exists: IKEv2 never uses this scheme.
+            Self::RsaPkcs1Raw => with_null(oid::RSA_ENCRYPTION),
         }
     }
 
@@ -372,11 +380,17 @@ impl PublicKey {
 
     /// Whether this key can check `scheme`.
     pub fn supports(&self, scheme: SignatureScheme) -> bool {
+        if scheme == SignatureScheme::RsaPkcs1Raw {
+            return matches!(self.alg, KeyAlgorithm::Rsa { .. });
+        }
         scheme.ring_verify_alg(self.alg).is_some()
     }
 
     /// Verifies `signature` over `message`. ECDSA signatures are DER.
     pub fn verify(&self, scheme: SignatureScheme, message: &[u8], sig: &[u8]) -> Result<()> {
+        if scheme == SignatureScheme::RsaPkcs1Raw && matches!(self.alg, KeyAlgorithm::Rsa { .. }) {
+            return super::rsa_raw::verify_raw(&self.key, message, sig);
+        }
         let alg = scheme.ring_verify_alg(self.alg).ok_or_else(|| {
             Error::UnsupportedSignature(format!("{scheme:?} with a {:?} key", self.alg))
         })?;
@@ -429,6 +443,8 @@ pub struct LocalSigner {
     key: LocalKey,
     public: PublicKey,
     rng: SystemRandom,
+    /// RSA keys: the exponents again, for [`SignatureScheme::RsaPkcs1Raw`] (IKEv1).
+    raw_rsa: Option<super::rsa_raw::RawRsaKey>,
 }
 
 impl fmt::Debug for LocalSigner {
@@ -490,7 +506,16 @@ impl LocalSigner {
                 PublicKey::from_spki_der(&spki)?
             }
         };
-        Ok(Self { key, public, rng })
+        let raw_rsa = match key {
+            LocalKey::Rsa(_) => Some(super::rsa_raw::RawRsaKey::from_pkcs8(pkcs8)?),
+            _ => None,
+        };
+        Ok(Self {
+            key,
+            public,
+            rng,
+            raw_rsa,
+        })
     }
 
     /// Loads a PEM private key: `PRIVATE KEY` (PKCS#8), `RSA PRIVATE KEY` (PKCS#1) or
@@ -579,6 +604,12 @@ impl Signer for LocalSigner {
     fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>> {
         let unsupported =
             || Error::UnsupportedSignature(format!("{scheme:?} with a {:?} key", self.public.alg));
+        if scheme == SignatureScheme::RsaPkcs1Raw {
+            return match &self.raw_rsa {
+                Some(k) => k.sign(message),
+                None => Err(unsupported()),
+            };
+        }
         match &self.key {
             LocalKey::Rsa(k) => {
                 let enc: &'static dyn signature::RsaEncoding = match scheme {
