@@ -40,6 +40,7 @@ enum SignMode {
 struct Node {
     name: &'static str,
     ep: Endpoint,
+    peers: Vec<PeerConfig>,
     ip: IpAddr,
     signer: Option<Arc<LocalSigner>>,
     sign_mode: SignMode,
@@ -58,16 +59,31 @@ struct Node {
 
 impl Node {
     fn new(name: &'static str, ip: &str, peers: Vec<PeerConfig>) -> Self {
-        let mut ep = Endpoint::new(EndpointConfig {
-            retries: 3,
-            init_wait: Duration::from_secs(1),
-            ..EndpointConfig::default()
-        });
-        ep.set_peers(peers);
+        Self::with_config(
+            name,
+            ip,
+            peers,
+            EndpointConfig {
+                retries: 3,
+                init_wait: Duration::from_secs(1),
+                ..EndpointConfig::default()
+            },
+        )
+    }
+
+    fn with_config(
+        name: &'static str,
+        ip: &str,
+        peers: Vec<PeerConfig>,
+        config: EndpointConfig,
+    ) -> Self {
+        let mut ep = Endpoint::new(config);
+        ep.set_peers(peers.clone());
         ep.set_unix_time(1_800_000_000);
         Self {
             name,
             ep,
+            peers,
             ip: ip.parse().unwrap(),
             signer: None,
             sign_mode: SignMode::Now,
@@ -1401,4 +1417,79 @@ fn ike_sa_expires_when_rekey_never_succeeds() {
         p.a.down
     );
     assert!(p.a.installed.is_empty());
+}
+
+fn is_fragment(t: &Transmit) -> bool {
+    Header::peek(&t.data).is_some_and(|h| h.next_payload.0 == 53)
+}
+
+/// Rebuilds both endpoints of a certificate pair with another endpoint configuration.
+fn reconfigure(p: &mut Pair, a: EndpointConfig, b: EndpointConfig) {
+    let peers_a = p.a.peers.clone();
+    let peers_b = p.b.peers.clone();
+    p.a.ep = Endpoint::new(a);
+    p.a.ep.set_peers(peers_a);
+    p.a.ep.set_unix_time(1_800_000_000);
+    p.b.ep = Endpoint::new(b);
+    p.b.ep.set_peers(peers_b);
+    p.b.ep.set_unix_time(1_800_000_000);
+}
+
+fn small_fragments(on: bool) -> EndpointConfig {
+    EndpointConfig {
+        retries: 3,
+        init_wait: Duration::from_secs(1),
+        fragmentation: on,
+        fragment_size: 400,
+        ..EndpointConfig::default()
+    }
+}
+
+#[test]
+fn ike_fragmentation_rfc7383() {
+    let pki = pki();
+    // RSA certificate: IKE_AUTH of ~1.2 kB cut into 400-byte fragments.
+    let mut p = sig_pair(true, RemoteAuth::Certificate(verifier_for(&pki)), &pki);
+    reconfigure(&mut p, small_fragments(true), small_fragments(true));
+    p.connect();
+    p.run();
+    assert_tunnel(&p, 1);
+    let frags: Vec<&Transmit> = p
+        .sent
+        .iter()
+        .map(|(_, t)| t)
+        .filter(|t| is_fragment(t))
+        .collect();
+    assert!(frags.len() >= 4, "{} fragments", frags.len());
+    assert!(frags.iter().all(|t| t.data.len() <= 400));
+    // Rekeying the child still works over the fragmenting SA.
+    let c = p.a.children()[0].child;
+    p.a.ep.rekey_child(p.now, c).unwrap();
+    p.run();
+    assert_tunnel(&p, 1);
+
+    // Losing one fragment: the whole request is retransmitted and reassembled.
+    let mut p = sig_pair(true, RemoteAuth::Certificate(verifier_for(&pki)), &pki);
+    reconfigure(&mut p, small_fragments(true), small_fragments(true));
+    let mut dropped = false;
+    p.filter = Box::new(move |t| {
+        if !dropped && is_fragment(t) && t.remote.ip().to_string() == B_IP {
+            dropped = true;
+            1
+        } else {
+            0
+        }
+    });
+    p.connect();
+    p.run();
+    assert_tunnel(&p, 1);
+    assert_eq!(p.a.ep.statistics().p1_retransmit, 1);
+
+    // A peer without fragmentation support gets whole messages.
+    let mut p = sig_pair(true, RemoteAuth::Certificate(verifier_for(&pki)), &pki);
+    reconfigure(&mut p, small_fragments(true), small_fragments(false));
+    p.connect();
+    p.run();
+    assert_tunnel(&p, 1);
+    assert!(!p.sent.iter().any(|(_, t)| is_fragment(t)));
 }

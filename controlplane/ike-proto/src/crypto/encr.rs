@@ -143,6 +143,11 @@ impl SkCrypto {
         self.encr.iv_len() + padded + self.icv_len()
     }
 
+    /// The cipher's block length (padding granularity).
+    pub fn block_len(&self) -> usize {
+        self.encr.block_len()
+    }
+
     fn icv_len(&self) -> usize {
         self.encr.tag_len() + self.integ.map_or(0, IntegAlg::icv_len)
     }

@@ -701,6 +701,7 @@ impl IkeSa {
         new.local_nat = self.local_nat;
         new.remote_nat = self.remote_nat;
         new.peer_hashes = self.peer_hashes.clone();
+        new.peer_frag = self.peer_frag;
         new.established(sh, now);
         Ok(new)
     }

@@ -39,6 +39,11 @@ pub struct EndpointConfig {
     pub nat_t_port: u16,
     /// Vendor ID payload content, if any.
     pub vendor_id: Option<Vec<u8>>,
+    /// Announce and use IKE fragmentation (RFC 7383).
+    pub fragmentation: bool,
+    /// Largest IKE message (UDP payload without the non-ESP marker) sent unfragmented when
+    /// the peer supports fragmentation; fragments are at most this long.
+    pub fragment_size: usize,
 }
 
 impl Default for EndpointConfig {
@@ -54,6 +59,8 @@ impl Default for EndpointConfig {
             nat_keepalive: Duration::from_secs(20),
             nat_t_port: 4500,
             vendor_id: None,
+            fragmentation: true,
+            fragment_size: 1228,
         }
     }
 }

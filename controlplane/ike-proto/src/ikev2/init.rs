@@ -224,6 +224,12 @@ pub(crate) fn respond(
         if sa.peer.rfc7427 {
             out.push(hash_algs_notify());
         }
+        if sh.config.fragmentation {
+            out.push(Payload::Notify(Notify::new(
+                NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
+                Vec::new(),
+            )));
+        }
         if let RemoteAuth::Certificate(v) = &sa.peer.remote_auth {
             out.push(Payload::CertReq(Cert {
                 encoding: CertEncoding::X509_SIGNATURE,
@@ -259,6 +265,7 @@ pub(crate) fn respond(
     if let Some(n) = f.notify(NotifyType::SIGNATURE_HASH_ALGORITHMS) {
         sa.peer_hashes = parse_hash_algs(n);
     }
+    sa.peer_frag = sh.config.fragmentation && f.has(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED);
     let resp = Message {
         header: sa.header(ExchangeType::IKE_SA_INIT, true, 0),
         payloads,
@@ -305,6 +312,12 @@ impl IkeSa {
         if self.peer.rfc7427 {
             payloads.push(hash_algs_notify());
         }
+        if sh.config.fragmentation {
+            payloads.push(Payload::Notify(Notify::new(
+                NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
+                Vec::new(),
+            )));
+        }
         if let Some(v) = &sh.config.vendor_id {
             payloads.push(Payload::VendorId(v.clone()));
         }
@@ -314,7 +327,7 @@ impl IkeSa {
         }
         .encode();
         self.init_req = msg.clone();
-        self.transmit_request(sh, now, ExchangeType::IKE_SA_INIT, 0, msg, Req::Init);
+        self.transmit_request(sh, now, ExchangeType::IKE_SA_INIT, 0, vec![msg], Req::Init);
         self.next_msg_id = 1;
         self.state = State::InitSent {
             ke: Some(ke),
@@ -447,6 +460,8 @@ impl IkeSa {
         if let Some(n) = f.notify(NotifyType::SIGNATURE_HASH_ALGORITHMS) {
             self.peer_hashes = parse_hash_algs(n);
         }
+        self.peer_frag =
+            sh.config.fragmentation && f.has(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED);
         if self.local_nat || self.remote_nat {
             // RFC 7296 §2.23: continue on the NAT-T port.
             let p = sh.config.nat_t_port;

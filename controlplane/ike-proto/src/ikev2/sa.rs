@@ -136,11 +136,24 @@ impl Shared {
     }
 }
 
+/// Most fragments accepted or produced for one message.
+pub(crate) const MAX_FRAGMENTS: usize = 64;
+
+/// An IKE message being reassembled from SKF fragments.
+pub(crate) struct Reassembly {
+    /// Message ID and whether it is a response.
+    pub key: (u32, bool),
+    pub first_inner: PayloadType,
+    /// Decrypted fragment bodies, by fragment number − 1.
+    pub parts: Vec<Option<Vec<u8>>>,
+}
+
 /// A request we sent and await the answer to.
 pub(crate) struct Outstanding {
     pub msg_id: u32,
     pub exchange: ExchangeType,
-    pub data: Vec<u8>,
+    /// The datagrams of the request (several when fragmented).
+    pub data: Vec<Vec<u8>>,
     pub retries: u32,
     pub next_at: Instant,
     pub kind: Req,
@@ -292,7 +305,11 @@ pub(crate) struct IkeSa {
     pub peer_msg_id: u32,
     pub outstanding: Option<Outstanding>,
     pub queue: VecDeque<Task>,
-    pub last_response: Option<(u32, Vec<u8>)>,
+    pub last_response: Option<(u32, Vec<Vec<u8>>)>,
+    /// The peer announced IKEV2_FRAGMENTATION_SUPPORTED (and we did too).
+    pub peer_frag: bool,
+    /// Fragments of a message being reassembled (RFC 7383).
+    pub frags: Option<Reassembly>,
     pub children: Vec<ChildSa>,
     pub last_recv: Instant,
     pub rekey_at: Option<Instant>,
@@ -355,6 +372,8 @@ impl IkeSa {
             outstanding: None,
             queue: VecDeque::new(),
             last_response: None,
+            peer_frag: false,
+            frags: None,
             children: Vec::new(),
             last_recv: now,
             rekey_at: None,
@@ -401,7 +420,8 @@ impl IkeSa {
         Ok(())
     }
 
-    /// Encodes and encrypts a message.
+    /// Encodes and encrypts a message: one datagram, or SKF fragments (RFC 7383) when the
+    /// peer supports them and the message exceeds `fragment_size`.
     pub fn protect(
         &self,
         sh: &Shared,
@@ -409,11 +429,15 @@ impl IkeSa {
         response: bool,
         message_id: u32,
         payloads: &[Payload],
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Vec<Vec<u8>>> {
         let sk = self.sk_out.as_ref().ok_or(Error::InvalidState("no keys"))?;
         let (first, inner) = encode_payloads(payloads);
         let body_len = sk.sealed_len(inner.len());
         let total = HEADER_LEN + 4 + body_len;
+        let limit = sh.config.fragment_size;
+        if self.peer_frag && total > limit {
+            return self.protect_fragments(sh, exchange, response, message_id, first, &inner);
+        }
         let mut h = self.header(exchange, response, message_id);
         h.next_payload = PayloadType::SK;
         h.length = total as u32;
@@ -424,7 +448,91 @@ impl IkeSa {
         out.extend_from_slice(&((4 + body_len) as u16).to_be_bytes());
         let body = sk.seal(&out, &inner, &sh.rng)?;
         out.extend_from_slice(&body);
+        Ok(vec![out])
+    }
+
+    fn protect_fragments(
+        &self,
+        sh: &Shared,
+        exchange: ExchangeType,
+        response: bool,
+        message_id: u32,
+        first: PayloadType,
+        inner: &[u8],
+    ) -> Result<Vec<Vec<u8>>> {
+        let sk = self.sk_out.as_ref().ok_or(Error::InvalidState("no keys"))?;
+        // Per fragment: header, SKF header with number and total, IV, padding, ICV.
+        let overhead = HEADER_LEN + 8 + sk.sealed_len(0) + sk.block_len();
+        let chunk = sh.config.fragment_size.saturating_sub(overhead).max(64);
+        let count = inner.len().div_ceil(chunk);
+        if count > MAX_FRAGMENTS {
+            return Err(Error::Config(format!("message needs {count} fragments")));
+        }
+        let mut out = Vec::with_capacity(count);
+        for (i, part) in inner.chunks(chunk).enumerate() {
+            let body_len = sk.sealed_len(part.len());
+            let mut h = self.header(exchange, response, message_id);
+            h.next_payload = PayloadType::SKF;
+            h.length = (HEADER_LEN + 8 + body_len) as u32;
+            let mut d = Vec::with_capacity(HEADER_LEN + 8 + body_len);
+            h.encode(&mut d);
+            d.push(if i == 0 { first.0 } else { 0 });
+            d.push(0);
+            d.extend_from_slice(&((8 + body_len) as u16).to_be_bytes());
+            d.extend_from_slice(&((i + 1) as u16).to_be_bytes());
+            d.extend_from_slice(&(count as u16).to_be_bytes());
+            let body = sk.seal(&d, part, &sh.rng)?;
+            d.extend_from_slice(&body);
+            out.push(d);
+        }
         Ok(out)
+    }
+
+    /// Verifies and decrypts an SK payload, or one SKF fragment; returns the payloads once
+    /// the message is complete (`None` while fragments are missing).
+    pub fn unprotect_any(&mut self, raw: &[u8], msg: &Message) -> Result<Option<Vec<Payload>>> {
+        let Some(Payload::EncryptedFragment(f)) = msg.payloads.last() else {
+            return self.unprotect(raw, msg).map(Some);
+        };
+        let sk = self.sk_in.as_ref().ok_or(Error::InvalidState("no keys"))?;
+        if !self.peer_frag || usize::from(f.total) > MAX_FRAGMENTS {
+            return Err(Error::Protocol("unexpected IKE fragment".into()));
+        }
+        let prefix_len = raw
+            .len()
+            .checked_sub(f.data.len())
+            .ok_or(Error::Protocol("SKF length".into()))?;
+        let prefix = raw
+            .get(..prefix_len)
+            .ok_or(Error::Protocol("SKF length".into()))?;
+        let pt = sk.open(prefix, &f.data)?;
+        let key = (msg.header.message_id, msg.header.flags.response());
+        let fresh = match &self.frags {
+            Some(r) => r.key != key || r.parts.len() != usize::from(f.total),
+            None => true,
+        };
+        if fresh {
+            self.frags = Some(Reassembly {
+                key,
+                first_inner: PayloadType::NONE,
+                parts: vec![None; usize::from(f.total)],
+            });
+        }
+        let Some(r) = self.frags.as_mut() else {
+            return Ok(None);
+        };
+        if f.number == 1 {
+            r.first_inner = f.first_inner;
+        }
+        if let Some(slot) = r.parts.get_mut(usize::from(f.number) - 1) {
+            *slot = Some(pt);
+        }
+        if r.parts.iter().any(Option::is_none) {
+            return Ok(None);
+        }
+        let r = self.frags.take().ok_or(Error::InvalidState("reassembly"))?;
+        let whole: Vec<u8> = r.parts.into_iter().flatten().flatten().collect();
+        Ok(Some(decode_payloads(r.first_inner, &whole, 0)?))
     }
 
     /// Verifies, decrypts and decodes the SK payload of a received message.
@@ -467,10 +575,12 @@ impl IkeSa {
         now: Instant,
         exchange: ExchangeType,
         msg_id: u32,
-        data: Vec<u8>,
+        data: Vec<Vec<u8>>,
         kind: Req,
     ) {
-        sh.send(self.local, self.remote, &data);
+        for d in &data {
+            sh.send(self.local, self.remote, d);
+        }
         self.outstanding = Some(Outstanding {
             msg_id,
             exchange,
@@ -490,7 +600,9 @@ impl IkeSa {
         payloads: &[Payload],
     ) -> Result<()> {
         let data = self.protect(sh, exchange, true, msg_id, payloads)?;
-        sh.send(self.local, self.remote, &data);
+        for d in &data {
+            sh.send(self.local, self.remote, d);
+        }
         self.last_response = Some((msg_id, data));
         Ok(())
     }
@@ -564,8 +676,9 @@ impl IkeSa {
             self.handle_init_response(sh, now, local, remote, raw, msg);
             return;
         }
-        let payloads = match self.unprotect(raw, &msg) {
-            Ok(p) => p,
+        let payloads = match self.unprotect_any(raw, &msg) {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
             Err(e) => {
                 tracing::debug!(sa = self.id.0, error = %e, "dropping unauthentic response");
                 sh.stats.invalid_packets += 1;
@@ -620,12 +733,19 @@ impl IkeSa {
             return;
         }
         if h.message_id.wrapping_add(1) == self.peer_msg_id {
+            // RFC 7383 §2.6.1: of a fragmented retransmission, only fragment 1 triggers.
+            let first_fragment = match msg.payloads.last() {
+                Some(Payload::EncryptedFragment(f)) => f.number == 1,
+                _ => true,
+            };
             if let Some((id, data)) = &self.last_response
                 && *id == h.message_id
+                && first_fragment
             {
                 sh.stats.duplicate_requests += 1;
-                let data = data.clone();
-                sh.send(self.local, self.remote, &data);
+                for d in data.clone() {
+                    sh.send(self.local, self.remote, &d);
+                }
             }
             return;
         }
@@ -633,8 +753,9 @@ impl IkeSa {
             sh.stats.invalid_packets += 1;
             return;
         }
-        let payloads = match self.unprotect(raw, &msg) {
-            Ok(p) => p,
+        let payloads = match self.unprotect_any(raw, &msg) {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
             Err(e) => {
                 tracing::debug!(sa = self.id.0, error = %e, "dropping unauthentic request");
                 sh.stats.invalid_packets += 1;
@@ -712,7 +833,9 @@ impl IkeSa {
                 sh.stats.p1_retransmit += 1;
             }
             let data = out.data.clone();
-            sh.send(self.local, self.remote, &data);
+            for d in &data {
+                sh.send(self.local, self.remote, d);
+            }
         }
         if let State::InitReplied { since } = self.state
             && since + sh.config.half_open_timeout <= now
