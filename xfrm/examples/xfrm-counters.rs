@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use anyhow::Result;
 use clap::Parser;
-use gatekey_xfrm::{Proto, SaId, Spi};
+use gatekey_xfrm::{Mark, Proto, SaId, Spi};
 
 #[derive(Parser, Debug)]
 struct Cli {
@@ -22,16 +22,41 @@ struct Cli {
     /// Protocol.
     #[arg(long, default_value = "esp", value_parser = common::parse_proto)]
     proto: Proto,
+    /// Mark the SA was installed with (VALUE/MASK).
+    #[arg(long, value_parser = common::parse_mark)]
+    mark: Option<Mark>,
+    /// Read the replay/lifetime state with XFRM_MSG_GETAE instead (no keys cross).
+    #[arg(long)]
+    replay: bool,
+}
+
+impl Cli {
+    fn id(&self) -> SaId {
+        SaId {
+            mark: self.mark,
+            ..SaId::new(self.dst, Spi(self.spi), self.proto)
+        }
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     let h = cli.ns.open()?;
-    let c = h
-        .state()
-        .counters(SaId::new(cli.dst, Spi(cli.spi), cli.proto))
-        .await?;
+    if cli.replay {
+        let ae = h.state().async_event(cli.id()).await?;
+        let cur = ae.current.unwrap_or_default();
+        println!(
+            "bytes={} packets={} oseq={} seq={} window={}",
+            cur.bytes,
+            cur.packets,
+            ae.replay.as_ref().map_or(0, |r| r.oseq),
+            ae.replay.as_ref().map_or(0, |r| r.seq),
+            ae.replay.as_ref().map_or(0, |r| r.window),
+        );
+        return Ok(());
+    }
+    let c = h.state().counters(cli.id()).await?;
     println!(
         "bytes={} packets={} add_time={} use_time={} replay_window={} replay={} integrity_failed={} oseq={} seq={}",
         c.current.bytes,

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use anyhow::Result;
 use clap::Parser;
-use gatekey_xfrm::{Proto, SaId, Spi};
+use gatekey_xfrm::{Mark, Proto, SaId, Spi};
 
 #[derive(Parser, Debug)]
 struct Cli {
@@ -21,16 +21,25 @@ struct Cli {
     /// Protocol.
     #[arg(long, default_value = "esp", value_parser = common::parse_proto)]
     proto: Proto,
+    /// Mark the SA was installed with (VALUE/MASK).
+    #[arg(long, value_parser = common::parse_mark)]
+    mark: Option<Mark>,
+}
+
+impl Cli {
+    fn id(&self) -> SaId {
+        SaId {
+            mark: self.mark,
+            ..SaId::new(self.dst, Spi(self.spi), self.proto)
+        }
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     let h = cli.ns.open()?;
-    h.state()
-        .delete(SaId::new(cli.dst, Spi(cli.spi), cli.proto))
-        .execute()
-        .await?;
+    h.state().delete(cli.id()).execute().await?;
     println!("sa deleted");
     Ok(())
 }
