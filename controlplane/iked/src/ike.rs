@@ -158,6 +158,9 @@ pub struct IkeDriver {
     pending: BTreeMap<String, (Activation, IkeSaId)>,
     /// Rules to re-activate (AutoActivate) at a time.
     pub retry: BTreeMap<String, Instant>,
+    /// Rules an operator deactivated: AutoActivate leaves them down until
+    /// they are activated again (command, on-demand traffic or the peer).
+    pub deactivated: std::collections::BTreeSet<String>,
     /// Peer configs by KeyExchangeRule name, with their child rule names.
     peers: BTreeMap<String, Vec<String>>,
     /// Signers by KeyExchangeRule name.
@@ -552,6 +555,7 @@ impl IkeDriver {
             y_numbers: BTreeMap::new(),
             pending: BTreeMap::new(),
             retry: BTreeMap::new(),
+            deactivated: std::collections::BTreeSet::new(),
             peers: peers.1,
             signers: peers.2,
             next_k: 1,
@@ -594,6 +598,10 @@ impl IkeDriver {
         if rule.action.initiation == Initiation::RemoteOnly && how != Activation::Remote {
             return Ok(rec::TunnelStatus::NotAllowed);
         }
+        if how == Activation::Auto && self.deactivated.contains(&rule.name) {
+            return Ok(rec::TunnelStatus::StateAlreadySet);
+        }
+        self.deactivated.remove(&rule.name);
         if self
             .children
             .values()
@@ -909,6 +917,7 @@ impl IkeDriver {
                     },
                 );
                 self.retry.remove(&rule);
+                self.deactivated.remove(&rule);
                 if rekey && !inst.initiator {
                     // Make-before-break without loss: the responder of a
                     // rekey installs the new inbound SA now, but keeps

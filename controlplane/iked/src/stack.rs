@@ -832,6 +832,7 @@ impl Stack {
         for r in &policy.local_dyn_vpn_rules {
             if r.auto_activate
                 && !live.contains(&r.name)
+                && !drv.deactivated.contains(&r.name)
                 && !drv.retry.contains_key(&r.name)
                 && drv.peer_of_rule(&r.name).is_some()
                 && !drv.is_pending(&r.name)
@@ -971,9 +972,13 @@ impl Stack {
         if ids.is_empty() {
             return out(TunnelStatus::NotFound, None);
         }
-        // AutoActivate must not bring it straight back.
-        if let Some(n) = name {
-            drv.retry.remove(n);
+        // AutoActivate must not bring it back: it stays down until activated.
+        for id in &ids {
+            if let Some(c) = drv.children.get(id) {
+                let rule = c.rule.clone();
+                drv.retry.remove(&rule);
+                drv.deactivated.insert(rule);
+            }
         }
         for id in ids {
             if let Err(e) = drv.endpoint.delete_child(now, id) {
@@ -1063,6 +1068,7 @@ impl Stack {
                     .collect();
                 for r in rules {
                     drv.retry.remove(&r);
+                    drv.deactivated.insert(r);
                 }
                 drv.endpoint.delete_ike(now, sa)
             };
