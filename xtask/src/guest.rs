@@ -79,6 +79,10 @@ pub const MODULES: &[&str] = &[
     "act_bpf",
 ];
 
+// The kernel command line turns off the crypto API's self-tests
+// (`cryptomgr.notests=1`): under TCG they cost seconds at boot and at the
+// first SA, and they test the kernel, not gatekey.
+
 /// Modules whose failure to load is expected under TCG.
 const MAY_FAIL: &[&str] = &["jitterentropy_rng"];
 
@@ -105,18 +109,19 @@ mount -t tmpfs -o mode=0755 root $R
 mkdir -p $R/out
 mount -t 9p -o "$O" out $R/out || { echo "gatekey-init: cannot mount the results share"; poweroff -f; }
 . $R/out/.gatekey/job.env
-mkdir -p $R/usr $R/etc $R/proc $R/sys $R/dev $R/run $R/tmp $R/root $R/gatekey/hostetc
+mkdir -p $R/usr $R/etc $R/proc $R/sys $R/dev $R/run $R/tmp $R/root $R/gatekey/hostetc $R/gatekey/host
 for l in bin sbin lib lib64; do ln -s usr/$l $R/$l; done
-mount -t 9p -o "$O,ro,cache=loose" usr $R/usr
-mount -t 9p -o "$O,ro,cache=loose" hostetc $R/gatekey/hostetc
-for s in $GK_SHARES; do
-  tag=${s%%=*}; dir=${s#*=}
-  mkdir -p "$R$dir" && mount -t 9p -o "$O,ro,cache=loose" "$tag" "$R$dir"
+H=$R/gatekey/host
+mount -t 9p -o "$O,ro,cache=loose" host $H || { echo "gatekey-init: cannot mount the host share"; poweroff -f; }
+mount --bind $H/usr $R/usr
+mount --bind $H/etc $R/gatekey/hostetc
+for d in $GK_BINDS; do
+  mkdir -p "$R$d" && mount --bind "$H$d" "$R$d"
 done
 M=$R/gatekey/modroot
 mkdir -p $M/bin $M/lib/modules/$(uname -r)
 cp /bin/busybox $M/bin/busybox
-mount -t 9p -o "$O,ro,cache=loose" modules $M/lib/modules/$(uname -r)
+mount --bind "$H$GK_MODULES" $M/lib/modules/$(uname -r)
 mkdir -p $R/gatekey/etc-upper $R/gatekey/etc-work
 mount -t overlay -o lowerdir=$R/gatekey/hostetc,upperdir=$R/gatekey/etc-upper,workdir=$R/gatekey/etc-work etc $R/etc
 echo "gatekey-init: root ready at $(cut -d' ' -f1 /proc/uptime)s"
@@ -380,16 +385,6 @@ impl Cpio {
     }
 }
 
-/// One 9p share: host directory, tag, guest mount point (`None` for the
-/// fixed ones the init script mounts itself).
-#[derive(Debug, Clone)]
-pub struct Share {
-    pub tag: String,
-    pub host: PathBuf,
-    pub guest: Option<String>,
-    pub writable: bool,
-}
-
 /// Everything needed to boot one guest.
 #[derive(Debug)]
 pub struct GuestSpec {
@@ -399,8 +394,9 @@ pub struct GuestSpec {
     pub cpus: u32,
     /// Writable results directory, mounted at /out.
     pub out: PathBuf,
-    /// Extra read-only shares (workspace, target dir), at their host paths.
-    pub shares: Vec<Share>,
+    /// Host directories (workspace, target dir) the guest sees read-only at
+    /// the same path; they reach it through the share of the host's `/`.
+    pub binds: Vec<PathBuf>,
     /// The shell script PID 1 runs after the root is set up (in /out).
     pub agent: String,
     /// Extra QEMU arguments (network devices between guests).
@@ -451,19 +447,22 @@ impl GuestSpec {
         let meta = self.out.join(".gatekey");
         fs::create_dir_all(&meta).ctx(|| format!("creating {}", meta.display()))?;
         let mut env = String::new();
-        let mut shares = Vec::new();
-        for s in &self.shares {
-            if let Some(g) = &s.guest {
-                if g.contains(char::is_whitespace) || s.host.to_string_lossy().contains(',') {
-                    return Err(fail!(
-                        "path {} cannot be shared with the guest (whitespace or comma)",
-                        s.host.display()
-                    ));
-                }
-                shares.push(format!("{}={g}", s.tag));
+        let mut binds = Vec::new();
+        for b in &self.binds {
+            let p = b.to_string_lossy();
+            if p.contains(|c: char| c.is_whitespace() || c == '\'' || c == '$') {
+                return Err(fail!(
+                    "path {} cannot be shared with the guest (whitespace or quotes)",
+                    b.display()
+                ));
             }
+            binds.push(p.into_owned());
         }
-        env.push_str(&format!("GK_SHARES='{}'\n", shares.join(" ")));
+        env.push_str(&format!("GK_BINDS='{}'\n", binds.join(" ")));
+        env.push_str(&format!(
+            "GK_MODULES='{}'\n",
+            self.kernel.modules_dir().display()
+        ));
         fs::write(meta.join("job.env"), env)?;
         fs::write(meta.join("agent.sh"), &self.agent)?;
 
@@ -479,48 +478,29 @@ impl GuestSpec {
             .arg(&self.initramfs)
             .arg("-append")
             .arg(format!(
-                "console=ttyS0 panic=-1 quiet loglevel=3 random.trust_cpu=on gkguest={} {}",
+                "console=ttyS0 panic=-1 quiet loglevel=3 random.trust_cpu=on cryptomgr.notests=1 gkguest={} {}",
                 self.index,
                 std::env::var("GATEKEY_GUEST_CMDLINE").unwrap_or_default()
             ))
             .args(["-device", "virtio-rng-pci"]);
-        let mut all = vec![
-            Share {
-                tag: "out".into(),
-                host: self.out.clone(),
-                guest: None,
-                writable: true,
-            },
-            Share {
-                tag: "usr".into(),
-                host: "/usr".into(),
-                guest: None,
-                writable: false,
-            },
-            Share {
-                tag: "hostetc".into(),
-                host: "/etc".into(),
-                guest: None,
-                writable: false,
-            },
-            Share {
-                tag: "modules".into(),
-                host: self.kernel.modules_dir(),
-                guest: None,
-                writable: false,
-            },
+        // Two shares: the results directory (writable) and the host's `/`
+        // (read-only), which carries /usr, /etc, the kernel modules and the
+        // workspace. Each virtio device costs boot time under TCG.
+        let all = [
+            ("out", self.out.as_path(), true),
+            ("host", Path::new("/"), false),
         ];
-        all.extend(self.shares.iter().cloned());
-        for s in &all {
+        for (i, (tag, path, writable)) in all.iter().enumerate() {
             let mut v = format!(
-                "local,path={},mount_tag={},security_model=none,multidevs=remap",
-                s.host.display(),
-                s.tag
+                "local,id=fs{i},path={},security_model=none,multidevs=remap",
+                path.display(),
             );
-            if !s.writable {
+            if !writable {
                 v.push_str(",readonly=on");
             }
-            cmd.arg("-virtfs").arg(v);
+            cmd.arg("-fsdev").arg(v);
+            cmd.arg("-device")
+                .arg(format!("virtio-9p-pci,fsdev=fs{i},mount_tag={tag}"));
         }
         cmd.args(&self.extra_args);
         cmd.stdin(Stdio::null())
@@ -627,19 +607,9 @@ pub fn standard_spec(out: &Path, agent: String) -> Result<GuestSpec> {
     let (initramfs, _) = ensure_initramfs(&kernel)?;
     let ws = util::workspace_root();
     let target = util::target_dir();
-    let mut shares = vec![Share {
-        tag: "ws".into(),
-        host: ws.clone(),
-        guest: Some(ws.to_string_lossy().into_owned()),
-        writable: false,
-    }];
+    let mut binds = vec![ws.clone()];
     if !target.starts_with(&ws) {
-        shares.push(Share {
-            tag: "target".into(),
-            host: target.clone(),
-            guest: Some(target.to_string_lossy().into_owned()),
-            writable: false,
-        });
+        binds.push(target);
     }
     Ok(GuestSpec {
         kernel,
@@ -647,7 +617,7 @@ pub fn standard_spec(out: &Path, agent: String) -> Result<GuestSpec> {
         memory_mb: 512,
         cpus: 1,
         out: out.to_path_buf(),
-        shares,
+        binds,
         agent,
         extra_args: Vec::new(),
         index: 1,

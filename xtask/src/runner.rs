@@ -161,10 +161,12 @@ pub fn run_scenarios(scenarios: &[Scenario], opts: &Options) -> Result<Vec<Outco
         let _ = std::os::unix::fs::symlink(name, &latest);
     }
     // The agent is this very binary; copy it so a rebuild during the run
-    // cannot change it under the guests.
+    // cannot change it under the guests. /proc/self/exe still reads when
+    // cargo has replaced the file since this process started (a workspace
+    // build may rebuild xtask with other features).
     let agent = run_dir.join(".xtask-agent");
-    let me = std::env::current_exe().ctx(|| "locating the xtask binary")?;
-    fs::copy(&me, &agent).ctx(|| format!("copying {} to {}", me.display(), agent.display()))?;
+    fs::copy("/proc/self/exe", &agent)
+        .ctx(|| format!("copying the running xtask binary to {}", agent.display()))?;
     let bin = util::target_dir().join(if opts.release { "release" } else { "debug" });
     println!(
         "vm-test: {} scenario(s), results in {}",

@@ -146,14 +146,21 @@ pub fn test(args: &[String]) -> Result<()> {
             jobs: 1,
             ..Options::default()
         };
-        let outcomes = runner::run_scenarios(&scenarios, &opts)?;
-        vm_passed = outcomes.iter().filter(|o| o.pass).count();
-        vm_failed = outcomes.len() - vm_passed + bad.len();
-        phases.push((
-            "vm scenarios",
-            t.elapsed(),
-            format!("{vm_passed} passed, {vm_failed} failed"),
-        ));
+        match runner::run_scenarios(&scenarios, &opts) {
+            Ok(outcomes) => {
+                vm_passed = outcomes.iter().filter(|o| o.pass).count();
+                vm_failed = outcomes.len() - vm_passed + bad.len();
+                phases.push((
+                    "vm scenarios",
+                    t.elapsed(),
+                    format!("{vm_passed} passed, {vm_failed} failed"),
+                ));
+            }
+            Err(e) => {
+                vm_failed = scenarios.len() + bad.len();
+                phases.push(("vm scenarios", t.elapsed(), format!("FAILED: {e}")));
+            }
+        }
     }
     report(&phases);
     let passed = counts.passed + vm_passed as u64;
