@@ -922,6 +922,12 @@ pub fn apply_action(act: u8, flags: u8, reqid: u32, spi_be: u32, pkt: &PacketDes
 impl Compiled {
     /// Classify `pkt` with these tables exactly as the eBPF program does.
     pub fn classify(&self, pkt: &PacketDesc) -> Decision {
+        self.classify_with(pkt, false, false)
+    }
+
+    /// Classify with the source and/or destination port as a wildcard (the
+    /// traffic test's port 0): every filter's port condition is then met.
+    pub fn classify_with(&self, pkt: &PacketDesc, any_sport: bool, any_dport: bool) -> Decision {
         if pkt.is_icmp_exception() {
             return Decision {
                 permitted: true,
@@ -958,10 +964,28 @@ impl Compiled {
         };
         let misc = misc_key(pkt.secclass, pkt.routed, pkt.fragment, pkt.syn) as usize;
         let c_misc = table.misc_class.get(misc).copied().unwrap_or(u32::MAX);
-        let maps: Vec<&Bitmap> = [c_src, c_dst, c_proto, c_sport, c_dport, c_misc]
-            .iter()
-            .filter_map(|&c| self.bitmaps.get(c as usize))
-            .collect();
+        let all = Bitmap {
+            summary: u64::MAX,
+            words: [u64::MAX; BITMAP_WORDS],
+        };
+        let pick = |c: u32, wildcard: bool| -> Option<&Bitmap> {
+            if wildcard {
+                Some(&all)
+            } else {
+                self.bitmaps.get(c as usize)
+            }
+        };
+        let maps: Vec<&Bitmap> = [
+            pick(c_src, false),
+            pick(c_dst, false),
+            pick(c_proto, false),
+            pick(c_sport, any_sport),
+            pick(c_dport, any_dport),
+            pick(c_misc, false),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         if maps.len() != 6 {
             return deny;
         }

@@ -353,6 +353,11 @@ impl Dataplane {
         &mut self.ebpf
     }
 
+    /// The loaded object, read-only.
+    pub fn ebpf_ref(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
     /// A loaded program by name (for `BPF_PROG_TEST_RUN`).
     pub fn program(&self, name: &'static str) -> Result<&SchedClassifier, Error> {
         self.ebpf

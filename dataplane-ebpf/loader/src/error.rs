@@ -73,6 +73,12 @@ pub enum Error {
     /// A filter set cannot be compiled into the tables.
     #[error("cannot compile the filter set: {0}")]
     Compile(String),
+    /// A filter set is needed but has not been loaded.
+    #[error("the {set} filter set has not been loaded into this stack")]
+    NotLoaded {
+        /// `default` or `policy`.
+        set: &'static str,
+    },
     /// Pinned maps from another version of gatekey are in the way.
     #[error(
         "the maps pinned in {dir} have layout version {found}, this gatekey needs {expected}: \

@@ -10,8 +10,11 @@
 pub mod compile;
 pub mod dataplane;
 mod error;
+pub mod logread;
+pub mod marker;
 pub mod model;
 pub mod netns;
+pub mod stack;
 pub mod testnet;
 
 pub use error::Error;

@@ -177,3 +177,88 @@ pub fn privileged(test: &str) -> bool {
         }
     }
 }
+
+/// How a test frame is fragmented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frag {
+    /// Not a fragment.
+    None,
+    /// The first fragment (offset 0, more fragments), with the L4 header.
+    First,
+    /// A later fragment (offset 8 bytes), without the L4 header.
+    Later,
+}
+
+/// An Ethernet frame carrying the packet `p` describes (for
+/// `BPF_PROG_TEST_RUN`): IPv4 or IPv6, TCP/UDP/ICMP/ICMPv6/OSPF headers with
+/// its ports or type/code, SYN or ACK as `p.syn` says, TTL/hop limit
+/// `p.hop_limit`, and fragment headers with identification `frag_id`.
+pub fn frame(p: &crate::compile::PacketDesc, frag: Frag, frag_id: u32) -> Vec<u8> {
+    let mut l4: Vec<u8> = Vec::new();
+    let [s0, s1] = p.sport.to_be_bytes();
+    let [d0, d1] = p.dport.to_be_bytes();
+    match p.protocol {
+        6 => {
+            l4.extend_from_slice(&[s0, s1, d0, d1, 0, 0, 0, 1, 0, 0, 0, 0, 0x50]);
+            l4.push(if p.syn { 0x02 } else { 0x10 });
+            l4.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
+        }
+        17 => l4.extend_from_slice(&[s0, s1, d0, d1, 0, 16, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]),
+        1 | 58 => l4.extend_from_slice(&[s1, d1, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]),
+        89 => l4.extend_from_slice(&[2, s1, 0, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        _ => l4.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]),
+    }
+    if frag == Frag::Later {
+        l4 = vec![0xab; 16];
+    }
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+    match (p.src, p.dst) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
+            f.extend_from_slice(&[0x08, 0x00]);
+            let total = u16::try_from(20 + l4.len()).unwrap_or(u16::MAX);
+            let fl: u16 = match frag {
+                Frag::None => 0,
+                Frag::First => 0x2000,
+                Frag::Later => 1,
+            };
+            let id = u16::try_from(frag_id & 0xffff).unwrap_or(0);
+            f.push(0x45);
+            f.push(0);
+            f.extend_from_slice(&total.to_be_bytes());
+            f.extend_from_slice(&id.to_be_bytes());
+            f.extend_from_slice(&fl.to_be_bytes());
+            f.push(p.hop_limit);
+            f.push(p.protocol);
+            f.extend_from_slice(&[0, 0]);
+            f.extend_from_slice(&s.octets());
+            f.extend_from_slice(&d.octets());
+        }
+        (s, d) => {
+            let (s, d) = match (s, d) {
+                (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => (s, d),
+                _ => (
+                    std::net::Ipv6Addr::UNSPECIFIED,
+                    std::net::Ipv6Addr::UNSPECIFIED,
+                ),
+            };
+            f.extend_from_slice(&[0x86, 0xdd]);
+            let ext = if frag == Frag::None { 0 } else { 8 };
+            let plen = u16::try_from(ext + l4.len()).unwrap_or(u16::MAX);
+            f.extend_from_slice(&[0x60, 0, 0, 0]);
+            f.extend_from_slice(&plen.to_be_bytes());
+            f.push(if frag == Frag::None { p.protocol } else { 44 });
+            f.push(p.hop_limit);
+            f.extend_from_slice(&s.octets());
+            f.extend_from_slice(&d.octets());
+            if frag != Frag::None {
+                let off: u16 = if frag == Frag::First { 1 } else { 1 << 3 | 1 };
+                f.push(p.protocol);
+                f.push(0);
+                f.extend_from_slice(&off.to_be_bytes());
+                f.extend_from_slice(&frag_id.to_be_bytes());
+            }
+        }
+    }
+    f.extend_from_slice(&l4);
+    f
+}
