@@ -1,8 +1,8 @@
 //! The endpoint: all IKE SAs of one stack, demultiplexed by SPI, with DoS protection for
 //! new SAs (half-open limits, COOKIE mode) and the driver-facing API.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,14 @@ pub struct Endpoint {
     sas: HashMap<IkeSaId, IkeSa>,
     by_spi: HashMap<u64, IkeSaId>,
     half_open: HashMap<(SocketAddr, u64), IkeSaId>,
+    half_open_of: HashMap<IkeSaId, (SocketAddr, u64)>,
+    half_open_per_ip: HashMap<IpAddr, usize>,
+    /// Every SA's next deadline, ordered: `poll_timeout` and `handle_timeout` cost
+    /// O(log n), not O(n).
+    deadlines: BTreeSet<(Instant, IkeSaId)>,
+    deadline_of: HashMap<IkeSaId, Instant>,
+    /// SAs an input touched; `after` reschedules or removes them.
+    touched: Vec<IkeSaId>,
     cookie: ([u8; 32], [u8; 32], u8),
     cookie_rotate_at: Option<Instant>,
 }
@@ -97,6 +105,11 @@ impl Endpoint {
             sas: HashMap::new(),
             by_spi: HashMap::new(),
             half_open: HashMap::new(),
+            half_open_of: HashMap::new(),
+            half_open_per_ip: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            deadline_of: HashMap::new(),
+            touched: Vec::new(),
             cookie: (a, b, 0),
             cookie_rotate_at: None,
         }
@@ -137,6 +150,8 @@ impl Endpoint {
         let id = sa.id;
         self.by_spi.insert(sa.spi_i, id);
         self.sas.insert(id, sa);
+        self.touched.push(id);
+        self.after(now);
         Ok(id)
     }
 
@@ -149,6 +164,7 @@ impl Endpoint {
         let sa = self.sas.get_mut(&id).ok_or(Error::Unknown("IKE SA"))?;
         let r = f(sa, &mut self.sh);
         sa.drive(&mut self.sh, now);
+        self.touched.push(id);
         self.after(now);
         r
     }
@@ -273,6 +289,7 @@ impl Endpoint {
             return;
         }
         sa.handle(&mut self.sh, now, local, remote, data);
+        self.touched.push(id);
         self.after(now);
     }
 
@@ -307,10 +324,10 @@ impl Endpoint {
             return;
         }
         let per_peer = self
-            .half_open
-            .keys()
-            .filter(|(a, _)| a.ip() == remote.ip())
-            .count();
+            .half_open_per_ip
+            .get(&remote.ip())
+            .copied()
+            .unwrap_or(0);
         if per_peer >= cfg.half_open_per_peer {
             tracing::warn!(peer = %remote, per_peer, "IKE_SA_INIT dropped: per-peer half-open limit");
             self.sh.stats.invalid_packets += 1;
@@ -338,23 +355,25 @@ impl Endpoint {
             let id = sa.id;
             self.by_spi.insert(sa.spi_r, id);
             self.half_open.insert((remote, sa.spi_i), id);
+            self.half_open_of.insert(id, (remote, sa.spi_i));
+            *self.half_open_per_ip.entry(remote.ip()).or_default() += 1;
             self.sas.insert(id, sa);
+            self.touched.push(id);
         }
     }
 
     /// Runs timers due at `now` (retransmissions, half-open expiry, rekeys, DPD, keepalives).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let cfg = self.sh.config.clone();
-        let due: Vec<IkeSaId> = self
-            .sas
-            .values()
-            .filter(|s| s.next_timeout(&cfg).is_some_and(|t| t <= now))
-            .map(|s| s.id)
-            .collect();
-        for id in due {
+        while let Some(&(t, id)) = self.deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.deadlines.remove(&(t, id));
+            self.deadline_of.remove(&id);
             if let Some(sa) = self.sas.get_mut(&id) {
                 sa.on_timeout(&mut self.sh, now);
             }
+            self.touched.push(id);
         }
         self.after(now);
     }
@@ -378,6 +397,7 @@ impl Endpoint {
             );
             sa.drive(&mut self.sh, now);
         }
+        self.touched.push(sa_id);
         self.after(now);
     }
 
@@ -399,6 +419,7 @@ impl Endpoint {
                 result.map_err(Error::AuthenticationFailed),
             );
         }
+        self.touched.push(sa_id);
         self.after(now);
     }
 
@@ -414,10 +435,7 @@ impl Endpoint {
 
     /// When [`Endpoint::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sas
-            .values()
-            .filter_map(|s| s.next_timeout(&self.sh.config))
-            .min()
+        self.deadlines.first().map(|(t, _)| *t)
     }
 
     /// Counters and gauges (NMsecStatistics).
@@ -495,12 +513,13 @@ impl Endpoint {
         v
     }
 
-    /// Housekeeping after every input: adopt SAs made by IKE rekeys, move children, drop
-    /// closed SAs.
+    /// Housekeeping after every input: adopt SAs made by IKE rekeys, move children, apply
+    /// INITIAL_CONTACT, then reschedule or remove every SA the input touched.
     fn after(&mut self, now: Instant) {
         for mut sa in std::mem::take(&mut self.sh.spawned) {
             sa.drive(&mut self.sh, now);
             self.by_spi.insert(sa.local_spi(), sa.id);
+            self.touched.push(sa.id);
             self.sas.insert(sa.id, sa);
         }
         for (from, to) in std::mem::take(&mut self.sh.moves) {
@@ -512,6 +531,7 @@ impl Endpoint {
             if let Some(t) = self.sas.get_mut(&to) {
                 t.children.extend(kids);
             }
+            self.touched.extend([from, to]);
         }
         for id in std::mem::take(&mut self.sh.initial_contacts) {
             // RFC 7296 §2.4: the peer rebooted; drop its older SAs without telling it.
@@ -538,31 +558,48 @@ impl Endpoint {
                         crate::ikev2::event::CloseReason::InitialContact,
                     );
                 }
+                self.touched.push(old);
             }
         }
-        let closed: Vec<IkeSaId> = self
-            .sas
-            .values()
-            .filter(|s| s.is_closed())
-            .map(|s| s.id)
-            .collect();
-        for id in closed {
-            if let Some(sa) = self.sas.remove(&id) {
-                self.by_spi.remove(&sa.local_spi());
-                self.sh.ike_spis.remove(&sa.local_spi());
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for id in touched {
+            if let Some(t) = self.deadline_of.remove(&id) {
+                self.deadlines.remove(&(t, id));
+            }
+            let Some(sa) = self.sas.get(&id) else {
+                continue;
+            };
+            let still_half_open = matches!(
+                sa.state,
+                State::InitReplied { .. }
+                    | State::AuthVerifyingRequest { .. }
+                    | State::RespSigning { .. }
+            );
+            if (!still_half_open || sa.is_closed())
+                && let Some(key) = self.half_open_of.remove(&id)
+            {
+                self.half_open.remove(&key);
+                if let Some(n) = self.half_open_per_ip.get_mut(&key.0.ip()) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.half_open_per_ip.remove(&key.0.ip());
+                    }
+                }
+            }
+            if sa.is_closed() {
+                let spi = sa.local_spi();
+                self.sas.remove(&id);
+                self.by_spi.remove(&spi);
+                self.sh.ike_spis.remove(&spi);
                 self.sh.requests.retain(|_, v| *v != id);
+                continue;
+            }
+            if let Some(t) = sa.next_timeout(&self.sh.config) {
+                self.deadlines.insert((t, id));
+                self.deadline_of.insert(id, t);
             }
         }
-        let sas = &self.sas;
-        self.half_open.retain(|_, id| {
-            sas.get(id).is_some_and(|s| {
-                matches!(
-                    s.state,
-                    State::InitReplied { .. }
-                        | State::AuthVerifyingRequest { .. }
-                        | State::RespSigning { .. }
-                )
-            })
-        });
     }
 }
