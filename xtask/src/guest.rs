@@ -403,6 +403,8 @@ pub struct GuestSpec {
     pub extra_args: Vec<String>,
     /// This guest's number (1-based); the agent script sees it as `$gkguest`.
     pub index: u32,
+    /// Echo the console to stdout with this prefix (`vm-test -v`).
+    pub echo: Option<String>,
 }
 
 /// The MAC of the NIC that carries topology link number `link` (0-based)
@@ -516,6 +518,7 @@ impl GuestSpec {
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let err_tx = tx.clone();
+        let echo = self.echo.clone();
         let reader = std::thread::spawn(move || {
             let mut boot = None;
             if let Some(out) = stdout {
@@ -527,6 +530,9 @@ impl GuestSpec {
                         let _ = tx.send(());
                     }
                     let _ = writeln!(log, "{line}");
+                    if let Some(p) = &echo {
+                        println!("{p}{line}");
+                    }
                 }
             }
             boot
@@ -621,5 +627,6 @@ pub fn standard_spec(out: &Path, agent: String) -> Result<GuestSpec> {
         agent,
         extra_args: Vec::new(),
         index: 1,
+        echo: None,
     })
 }

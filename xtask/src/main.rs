@@ -66,8 +66,10 @@ fn vm_run(args: &[String]) -> util::Result<()> {
     if args.is_empty() {
         return Err(fail!("usage: cargo xtask vm-run 'SHELL COMMAND'"));
     }
-    let out = util::target_dir().join("vm-tests").join("vm-run");
-    let _ = std::fs::remove_dir_all(&out);
+    let out = util::target_dir()
+        .join("vm-tests")
+        .join("vm-run")
+        .join(format!("{}-{}", util::timestamp(), std::process::id()));
     std::fs::create_dir_all(&out)?;
     let script = format!(
         "cd /out\n( {} ) > /out/output.txt 2>&1\necho $? > /out/status\n",

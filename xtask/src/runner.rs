@@ -23,6 +23,7 @@ pub struct Options {
     pub release: bool,
     pub jobs: usize,
     pub list: bool,
+    pub verbose: bool,
 }
 
 impl Options {
@@ -38,6 +39,7 @@ impl Options {
                 "--no-build" => o.build = false,
                 "--release" => o.release = true,
                 "--list" => o.list = true,
+                "-v" | "--verbose" => o.verbose = true,
                 "-j" | "--jobs" => {
                     o.jobs = it
                         .next()
@@ -48,7 +50,7 @@ impl Options {
                 s if s.starts_with('-') => {
                     return Err(fail!(
                         "unknown option `{s}`; usage: cargo xtask vm-test [--list] [--no-build] \
-                         [--release] [-j N] [GLOB…]"
+                         [--release] [-j N] [-v] [GLOB…]"
                     ));
                 }
                 s => o.patterns.push(s.to_string()),
@@ -185,7 +187,7 @@ pub fn run_scenarios(scenarios: &[Scenario], opts: &Options) -> Result<Vec<Outco
                 loop {
                     let next = queue.lock().ok().and_then(|mut q| q.pop());
                     let Some(sc) = next else { break };
-                    let o = run_one(sc, run_dir, agent, bin);
+                    let o = run_one(sc, run_dir, agent, bin, opts.verbose);
                     println!("{}", o.line);
                     if let Ok(mut r) = results.lock() {
                         r.push(o);
@@ -269,7 +271,7 @@ pub fn median(v: &[f64]) -> Option<f64> {
     }
 }
 
-fn run_one(sc: &Scenario, run_dir: &Path, agent: &Path, bin: &Path) -> Outcome {
+fn run_one(sc: &Scenario, run_dir: &Path, agent: &Path, bin: &Path, verbose: bool) -> Outcome {
     let t = Instant::now();
     let out = run_dir.join(&sc.id);
     let rel = out
@@ -316,6 +318,13 @@ fn run_one(sc: &Scenario, run_dir: &Path, agent: &Path, bin: &Path) -> Outcome {
         spec.memory_mb = sc.memory_mb;
         spec.cpus = sc.cpus;
         spec.index = g;
+        if verbose {
+            spec.echo = Some(if guests > 1 {
+                format!("[{} g{g}] ", sc.id)
+            } else {
+                format!("[{}] ", sc.id)
+            });
+        }
         for (li, l) in sc.topology.links.iter().enumerate() {
             let lg = sc.topology.link_guests(l);
             if lg.len() == 2 && lg.contains(&g) {
