@@ -515,15 +515,10 @@ fn peer_config(
             dpd_interval: (r.action.dpd_interval > 0)
                 .then(|| Duration::from_secs(u64::from(r.action.dpd_interval))),
             initial_contact: true,
-            // HowToAuthMe RsaSignature/ECDSA-* ask for the classic methods
-            // (1, 9-11); DigitalSignature for RFC 7427's method 14.
-            rfc7427: !matches!(
-                r.auth_me(),
-                AuthMethod::RsaSignature
-                    | AuthMethod::Ecdsa256
-                    | AuthMethod::Ecdsa384
-                    | AuthMethod::Ecdsa521
-            ),
+            // RFC 7427 signatures (method 14) for every key type: the
+            // classic RSA method 1 means SHA-1, which gatekey does not sign
+            // with. HowToAuthMe RsaSignature/ECDSA-* name the key type.
+            rfc7427: true,
         },
         signer,
     ))
