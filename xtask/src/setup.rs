@@ -228,19 +228,9 @@ fn rust_src() -> Result<bool> {
     Ok(true)
 }
 
-/// Where `cargo install` puts binaries.
-fn cargo_home() -> PathBuf {
-    std::env::var_os("CARGO_HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
-        })
-}
-
 /// Is the pinned bpf-linker, built for LLVM 22, installed?
 pub fn bpf_linker_ok() -> bool {
-    let home = cargo_home();
+    let home = util::cargo_home();
     let bin = util::which("bpf-linker").unwrap_or_else(|| home.join("bin/bpf-linker"));
     let Ok(version) = util::stdout_of(Command::new(&bin).arg("--version")) else {
         return false;

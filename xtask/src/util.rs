@@ -77,12 +77,33 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(home).join(".cache").join("gatekey")
 }
 
-/// `cargo` as invoked by the user (cargo sets `$CARGO` for `cargo run`).
+/// `cargo` as invoked by the user (cargo sets `$CARGO` for `cargo run`),
+/// with cargo's bin directory on `PATH` so build scripts find bpf-linker
+/// even when the user's shell does not have it.
 pub fn cargo() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut c = Command::new(cargo);
     c.current_dir(workspace_root());
+    let bin = cargo_home().join("bin");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    if !dirs.contains(&bin) {
+        dirs.push(bin);
+        if let Ok(p) = std::env::join_paths(dirs) {
+            c.env("PATH", p);
+        }
+    }
     c
+}
+
+/// Where `cargo install` puts things (`$CARGO_HOME`, else `~/.cargo`).
+pub fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
+        })
 }
 
 /// Run a command with inherited stdio; error if it cannot start or fails.
