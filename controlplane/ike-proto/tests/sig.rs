@@ -63,7 +63,15 @@ fn local_signer_all_formats_and_schemes() {
     assert_eq!(a.public_key(), b.public_key());
     // Wrong scheme for the key.
     assert!(a.sign(SignatureScheme::EcdsaSha256, msg).is_err());
-    assert!(a.sign(SignatureScheme::RsaPkcs1Sha1, msg).is_err());
+    // SHA-1 PKCS#1 (IKEv2 auth method 1) is signed through the raw RSA operation and
+    // verifies with ring's legacy verifier; it is not offered by default.
+    let sha1 = a.sign(SignatureScheme::RsaPkcs1Sha1, msg).unwrap();
+    a.public_key()
+        .verify(SignatureScheme::RsaPkcs1Sha1, msg, &sha1)
+        .unwrap();
+    assert!(!a.schemes().contains(&SignatureScheme::RsaPkcs1Sha1));
+    let ec = LocalSigner::from_pem(&fixture("ec-p256-sec1.key")).unwrap();
+    assert!(ec.sign(SignatureScheme::RsaPkcs1Sha1, msg).is_err());
     assert!(LocalSigner::from_pem(b"not a key").is_err());
     assert!(LocalSigner::from_pkcs8_der(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_err());
 }
@@ -74,6 +82,26 @@ fn openssl_signatures_verify() {
     let rsa = LocalSigner::from_pem(&fixture("rsa-ee.key")).unwrap();
     let ec = LocalSigner::from_pem(&fixture("ec-p256-sec1.key")).unwrap();
     let ed = LocalSigner::from_pem(&fixture("ed25519.key")).unwrap();
+    // PKCS#1 v1.5 and Ed25519 are deterministic: our signatures equal OpenSSL's.
+    for (signer, scheme, file) in [
+        (
+            &rsa,
+            SignatureScheme::RsaPkcs1Sha1,
+            "msg.rsa-pkcs1-sha1.sig",
+        ),
+        (
+            &rsa,
+            SignatureScheme::RsaPkcs1Sha384,
+            "msg.rsa-pkcs1-sha384.sig",
+        ),
+        (&ed, SignatureScheme::Ed25519, "msg.ed25519.sig"),
+    ] {
+        assert_eq!(
+            signer.sign(scheme, &msg).unwrap(),
+            fixture(file),
+            "{scheme:?}"
+        );
+    }
     let cases = [
         (
             rsa.public_key(),

@@ -610,6 +610,22 @@ impl Signer for LocalSigner {
                 None => Err(unsupported()),
             };
         }
+        if scheme == SignatureScheme::RsaPkcs1Sha1 {
+            // IKEv2 auth method 1 for peers without RFC 7427: PKCS#1 v1.5 over a SHA-1
+            // DigestInfo. ring signs SHA-1 only for verification, so the DigestInfo goes
+            // through the raw RSA operation (which checks its result before returning it).
+            const SHA1_DIGEST_INFO: [u8; 15] = [
+                0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04,
+                0x14,
+            ];
+            let Some(k) = &self.raw_rsa else {
+                return Err(unsupported());
+            };
+            let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, message);
+            let mut info = SHA1_DIGEST_INFO.to_vec();
+            info.extend_from_slice(d.as_ref());
+            return k.sign(&info);
+        }
         match &self.key {
             LocalKey::Rsa(k) => {
                 let enc: &'static dyn signature::RsaEncoding = match scheme {
