@@ -728,8 +728,7 @@ impl Scenario {
             _ => ExitCheck::Code(0),
         };
         let default_timeout = match &action {
-            Action::Log(_) => 0.0,
-            Action::Stop(_) => 10.0,
+            Action::Log(_) | Action::Stop(_) => 10.0,
             _ => 30.0,
         };
         let label = name.unwrap_or_else(|| {
