@@ -4,7 +4,11 @@
 //! udp-peer --local 192.0.2.1 --remote 192.0.2.2 --id a.example.com --peer-id b.example.com \
 //!          --psk SECRET [--initiate] [--seconds 20] [--local-ts 10.1.0.0/16 --remote-ts 10.2.0.0/16]
 //!          [--proposal x25519-gcm256 | modp2048-cbc256]
+//!          [--cert CERT.pem --key KEY.pem --ca CA.pem] [--fragment-size N]
 //! ```
+//!
+//! With `--cert`, this end authenticates with a signature made by a local key (answering the
+//! engine's sign requests) and checks the peer's certificate chain against `--ca`.
 //!
 //! Binds UDP 500 and 4500 on `--local`, runs until the IKE SA is established (and, when
 //! initiating, the first child SA negotiated or refused), prints `IKE_SA_UP`, `CHILD_SA_UP`
@@ -12,15 +16,19 @@
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use ike_proto::crypto::Secret;
+use ike_proto::crypto::cert::ChainVerifier;
 use ike_proto::crypto::encr::EncrAlg;
 use ike_proto::crypto::integ::IntegAlg;
 use ike_proto::crypto::keys::IkeSuite;
 use ike_proto::crypto::prf::PrfAlg;
+use ike_proto::crypto::sig::{LocalSigner, Signer};
 use ike_proto::ikev2::{
-    ChildConfig, ChildProposal, Endpoint, EndpointConfig, Event, PeerConfig, ts,
+    ChildConfig, ChildProposal, Endpoint, EndpointConfig, Event, LocalAuth, PeerConfig, RemoteAuth,
+    ts,
 };
 use ike_proto::wire::DhGroup;
 
@@ -80,8 +88,35 @@ fn run() -> Result<bool, String> {
     let mut peer = PeerConfig::psk("interop", id, peer_id, psk, child);
     peer.ike_proposals = vec![suite];
     peer.remote_addrs = vec![remote];
-    let mut ep = Endpoint::new(EndpointConfig::default());
+    let mut signer = None;
+    if let Some(cert) = arg(&args, "--cert") {
+        let read = |f: &str| std::fs::read(f).map_err(|e| format!("{f}: {e}"));
+        let certs = ike_proto::crypto::cert::Certificate::all_from_pem(&read(&cert)?)
+            .map_err(|e| format!("{cert}: {e}"))?;
+        let key_file = need("--key")?;
+        let s = LocalSigner::from_pem(&read(&key_file)?).map_err(|e| format!("{key_file}: {e}"))?;
+        let ca = need("--ca")?;
+        let mut v = ChainVerifier::new();
+        v.add_ca_pem(&read(&ca)?)
+            .map_err(|e| format!("{ca}: {e}"))?;
+        peer.local_auth = LocalAuth::Signature {
+            certs: certs.iter().map(|c| c.der().to_vec()).collect(),
+            key: s.key_algorithm(),
+            schemes: Vec::new(),
+        };
+        peer.remote_auth = RemoteAuth::Certificate(Arc::new(v));
+        signer = Some(s);
+    }
+    let mut config = EndpointConfig::default();
+    if let Some(n) = arg(&args, "--fragment-size").and_then(|n| n.parse().ok()) {
+        config.fragment_size = n;
+    }
+    let mut ep = Endpoint::new(config);
     ep.set_peers(vec![peer]);
+    let unix = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    ep.set_unix_time(unix);
     let s500 =
         UdpSocket::bind(SocketAddr::new(local, 500)).map_err(|e| format!("bind 500: {e}"))?;
     let s4500 =
@@ -127,6 +162,16 @@ fn run() -> Result<bool, String> {
         }
         while let Some(e) = ep.poll_event() {
             match e {
+                Event::SignRequest {
+                    id, scheme, octets, ..
+                } => {
+                    let r = match &signer {
+                        Some(s) => s.sign(scheme, &octets).map_err(|e| e.to_string()),
+                        None => Err("no key".to_string()),
+                    };
+                    println!("SIGNED {scheme:?}");
+                    ep.handle_signature(now, id, r);
+                }
                 Event::IkeSaUp {
                     peer_id,
                     spis,

@@ -5,7 +5,7 @@
 //! (`tests/interop/charon-netns.sh`), the `udp-peer` example drives this engine in the
 //! other: first as initiator (IKE_SA_INIT + IKE_AUTH with PSK against charon), then as
 //! responder to charon. Needs root, `ip` and charon/swanctl; skips, saying why, otherwise.
-#![expect(clippy::unwrap_used, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -71,7 +71,13 @@ impl Netns {
     }
 
     fn up() -> Self {
-        let id = std::process::id();
+        // Unique per test in this process (tests run in parallel).
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let n = Self {
             dir: std::env::temp_dir().join(format!("gk-interop-{id}")),
             a: format!("gki-a-{id}"),
@@ -89,6 +95,12 @@ impl Netns {
     }
 
     fn start_charon(&self, ike: &str, esp: &str) {
+        self.start_charon_with(ike, esp, None);
+    }
+
+    /// `certs`: (CA PEM, charon's certificate PEM, charon's key PEM) for public-key
+    /// authentication (charon then fragments messages above 600 bytes); None: PSK.
+    fn start_charon_with(&self, ike: &str, esp: &str, certs: Option<(&str, &str, &str)>) {
         let d = self.dir.join(&self.b);
         let mut load = String::from(
             "random nonce kdf aes sha1 sha2 hmac gmp x509 pubkey pkcs1 pkcs8 pem revocation",
@@ -106,16 +118,30 @@ impl Netns {
         std::fs::write(
             d.join("strongswan.conf"),
             format!(
-                "charon {{\n load = {load}\n install_routes = no\n filelog {{ log {{ path = {}/charon.log\n default = 1\n ike = 2\n flush_line = yes }} }}\n plugins {{ vici {{ socket = unix://{}/charon.vici }} }}\n}}\n",
+                "charon {{\n load = {load}\n install_routes = no\n fragment_size = 600\n filelog {{ log {{ path = {}/charon.log\n default = 1\n ike = 2\n flush_line = yes }} }}\n plugins {{ vici {{ socket = unix://{}/charon.vici }} }}\n}}\n",
                 d.display(),
                 d.display()
             ),
         )
         .unwrap();
+        let (local_auth, remote_auth) = match certs {
+            Some((ca, cert, key)) => {
+                for (sub, file, body) in [
+                    ("x509ca", "ca.pem", ca),
+                    ("x509", "b.pem", cert),
+                    ("private", "b.key", key),
+                ] {
+                    std::fs::create_dir_all(d.join(sub)).unwrap();
+                    std::fs::write(d.join(sub).join(file), body).unwrap();
+                }
+                ("auth = pubkey\n certs = b.pem", "auth = pubkey")
+            }
+            None => ("auth = psk", "auth = psk"),
+        };
         std::fs::write(
             d.join("swanctl.conf"),
             format!(
-                "connections {{ gk {{ version = 2\n local_addrs = 192.0.2.2\n remote_addrs = 192.0.2.1\n proposals = {ike}\n local {{ auth = psk\n id = b.example.com }}\n remote {{ auth = psk\n id = a.example.com }}\n children {{ gk {{ local_ts = 10.2.0.0/24\n remote_ts = 10.1.0.0/24\n esp_proposals = {esp}\n start_action = none }} }} }} }}\nsecrets {{ ike-1 {{ id-a = a.example.com\n id-b = b.example.com\n secret = \"gatekey-interop-psk\" }} }}\n"
+                "connections {{ gk {{ version = 2\n local_addrs = 192.0.2.2\n remote_addrs = 192.0.2.1\n proposals = {ike}\n local {{ {local_auth}\n id = b.example.com }}\n remote {{ {remote_auth}\n id = a.example.com }}\n children {{ gk {{ local_ts = 10.2.0.0/24\n remote_ts = 10.1.0.0/24\n esp_proposals = {esp}\n start_action = none }} }} }} }}\nsecrets {{ ike-1 {{ id-a = a.example.com\n id-b = b.example.com\n secret = \"gatekey-interop-psk\" }} }}\n"
             ),
         )
         .unwrap();
@@ -269,4 +295,130 @@ fn strongswan_psk_both_directions() {
         );
         n.stop_charon();
     }
+}
+
+struct CertFiles {
+    dir: PathBuf,
+    ca: String,
+    b_cert: String,
+    b_key: String,
+}
+
+/// A CA and certificates for a.example.com and b.example.com (RSA-2048 keys from
+/// tests/vectors/pki), issued with rcgen; a's files are written for the udp-peer example.
+fn make_certs(dir: &Path) -> CertFiles {
+    let pki = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/pki");
+    let key = |f: &str| std::fs::read_to_string(pki.join(f)).unwrap();
+    let validity = |p: &mut rcgen::CertificateParams| {
+        p.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2099, 1, 1);
+    };
+    let ca_key = rcgen::KeyPair::from_pem(&key("rsa-ca.key")).unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name = rcgen::DistinguishedName::new();
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Gatekey Interop CA");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    validity(&mut ca);
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let mut out = Vec::new();
+    for (name, file) in [
+        ("a.example.com", "rsa-ee.key"),
+        ("b.example.com", "rsa-b.key"),
+    ] {
+        let k = rcgen::KeyPair::from_pem(&key(file)).unwrap();
+        let mut p = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        validity(&mut p);
+        out.push((p.signed_by(&k, &issuer).unwrap().pem(), key(file)));
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+    std::fs::write(dir.join("a.pem"), &out[0].0).unwrap();
+    std::fs::write(dir.join("a.key"), &out[0].1).unwrap();
+    CertFiles {
+        dir: dir.to_path_buf(),
+        ca: ca_pem,
+        b_cert: out[1].0.clone(),
+        b_key: out[1].1.clone(),
+    }
+}
+
+#[test]
+fn strongswan_rsa_certificates_with_fragmentation() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED strongswan_rsa_certificates_with_fragmentation: {why}");
+        return;
+    }
+    let n = Netns::up();
+    let c = make_certs(&n.dir.join("a-certs"));
+    let files = |f: &str| c.dir.join(f).display().to_string();
+    let cert_args = [
+        "--cert".to_string(),
+        files("a.pem"),
+        "--key".to_string(),
+        files("a.key"),
+        "--ca".to_string(),
+        files("ca.pem"),
+        "--fragment-size".to_string(),
+        "500".to_string(),
+    ];
+    let (ike, esp, ours) = ("aes256-sha256-modp2048", "aes128-sha256", "modp2048-cbc256");
+    // We initiate; both sides fragment IKE_AUTH (ours at 500 bytes, charon's at 600).
+    n.start_charon_with(ike, esp, Some((&c.ca, &c.b_cert, &c.b_key)));
+    let out = udp_peer(&n.a, ours, true)
+        .args(&cert_args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let log = n.charon_log();
+    assert!(out.status.success(), "initiator failed: {text}\n{log}");
+    assert!(text.contains("IKE_SA_UP peer=b.example.com"), "{text}");
+    assert!(
+        log.contains("authentication of 'a.example.com' with RSA_EMSA_PKCS1_SHA2_256 successful"),
+        "{log}"
+    );
+    assert!(
+        log.contains("IKE_AUTH request 1 [ EF(1/"),
+        "our IKE_AUTH was not fragmented: {log}"
+    );
+    n.stop_charon();
+
+    // charon initiates with certificates; we respond.
+    n.start_charon_with(ike, esp, Some((&c.ca, &c.b_cert, &c.b_key)));
+    let responder = udp_peer(&n.a, ours, false)
+        .args(&cert_args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let vici = format!("unix://{}/charon.vici", n.dir.join(&n.b).display());
+    let _ = Command::new("swanctl")
+        .args([
+            "--initiate",
+            "--child",
+            "gk",
+            "--timeout",
+            "5",
+            "--uri",
+            &vici,
+        ])
+        .output();
+    let out = responder.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let log = n.charon_log();
+    assert!(out.status.success(), "responder failed: {text}\n{log}");
+    assert!(text.contains("SIGNED"), "{text}");
+    assert!(text.contains("CHILD_SA_UP"), "{text}");
+    assert!(
+        log.contains("authentication of 'a.example.com' with RSA_EMSA_PKCS1_SHA2_256 successful"),
+        "{log}"
+    );
+    n.stop_charon();
 }
