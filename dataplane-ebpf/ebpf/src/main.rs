@@ -73,6 +73,17 @@ static LOG_STATE: PerCpuArray<TokenBucket> = PerCpuArray::with_max_entries(1, 0)
 #[map(name = "GK_FRAGS")]
 static FRAGS: LruHashMap<FragKey, FragVerdict> = LruHashMap::with_max_entries(8192, 0);
 
+/// Per-CPU scratch where the parser leaves the packet's fields. Reading
+/// them back from a map makes them unknown to the verifier, so the many
+/// parse paths (IPv4/IPv6, extension headers, protocols) merge into one
+/// before classification instead of each being verified through it.
+#[map(name = "GK_SCRATCH")]
+static SCRATCH: PerCpuArray<Pkt> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU scratch for [`launder`].
+#[map(name = "GK_OFFSET")]
+static OFFSET: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 #[map(name = "GK_IFINFO")]
 static IFINFO: HashMap<u32, IfInfo> = HashMap::with_max_entries(1024, 0);
 
@@ -120,6 +131,8 @@ const P_ICMPV6: u8 = 58;
 const P_OSPF: u8 = 89;
 
 /// What the parser learned about a packet.
+#[repr(C)]
+#[derive(Clone, Copy)]
 struct Pkt {
     family: u8,
     protocol: u8,
@@ -152,20 +165,30 @@ fn filter<const DIR: u32, const L2: usize>(ctx: &TcContext) -> i32 {
     // program; reading its fields is what the context is for.
     let proto = unsafe { (*ctx.skb.skb).protocol };
     let proto = u32::from(u16::from_be(proto as u16));
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return DROP;
+    };
+    // SAFETY: this CPU's scratch slot from a successful lookup; nothing else
+    // uses it while this program runs on this CPU.
+    let slot = unsafe { &mut *scratch };
     let parsed = match proto {
-        ETH_P_IP => parse_v4(ctx, L2),
-        ETH_P_IPV6 => parse_v6(ctx, L2),
+        ETH_P_IP => parse_v4(ctx, L2, slot),
+        ETH_P_IPV6 => parse_v6(ctx, L2, slot),
         _ => {
             bump_stat(stat::NON_IP);
             return PASS;
         }
     };
-    let Some(pkt) = parsed else {
+    if !parsed {
         count(counter_id::MALFORMED + DIR, 0, false);
         return DROP;
-    };
-
-    if icmp_exception(&pkt) {
+    }
+    // The funnel: from here on the packet's fields are read back from the
+    // map, so every parse path arrives with the same (unknown) state.
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    // SAFETY: as above.
+    let pkt: &Pkt = unsafe { &*scratch };
+    if icmp_exception(pkt) {
         count(counter_id::ICMP_EXCEPTION + DIR, pkt.len, false);
         return PASS;
     }
@@ -194,11 +217,11 @@ fn filter<const DIR: u32, const L2: usize>(ctx: &TcContext) -> i32 {
     let control = CONTROL.get(0).copied().unwrap_or(0);
     let set = ctl::active_set(control);
     let slot = ctl::slot_of(control, set);
-    let verdict = classify::<DIR>(ctx, &pkt, set, slot);
+    let verdict = classify::<DIR>(ctx, pkt, set, slot);
 
     count(verdict.counter, pkt.len, verdict.sa_drop);
     if verdict.log {
-        log_event::<DIR>(ctx, &pkt, &verdict, set);
+        log_event::<DIR>(ctx, pkt, &verdict, set);
     }
     if pkt.fragment && pkt.first_fragment {
         let _ = FRAGS.insert(
@@ -217,20 +240,22 @@ fn filter<const DIR: u32, const L2: usize>(ctx: &TcContext) -> i32 {
 // Parsing
 
 #[inline(always)]
-fn parse_v4(ctx: &TcContext, l3: usize) -> Option<Pkt> {
-    let hdr: [u8; 20] = ctx.load(l3).ok()?;
+fn parse_v4(ctx: &TcContext, l3: usize, pkt: &mut Pkt) -> bool {
+    let Ok(hdr) = ctx.load::<[u8; 20]>(l3) else {
+        return false;
+    };
     if hdr[0] >> 4 != 4 {
-        return None;
+        return false;
     }
     let ihl = usize::from(hdr[0] & 0x0f) * 4;
     if ihl < 20 {
-        return None;
+        return false;
     }
     let total = u32::from(u16::from_be_bytes([hdr[2], hdr[3]]));
     let frag = u16::from_be_bytes([hdr[6], hdr[7]]);
     let offset = frag & 0x1fff;
     let more = frag & 0x2000 != 0;
-    let mut pkt = Pkt {
+    *pkt = Pkt {
         family: 4,
         protocol: hdr[9],
         src: [0; 16],
@@ -248,18 +273,20 @@ fn parse_v4(ctx: &TcContext, l3: usize) -> Option<Pkt> {
     pkt.src[..4].copy_from_slice(&hdr[12..16]);
     pkt.dst[..4].copy_from_slice(&hdr[16..20]);
     if offset == 0 {
-        parse_l4(ctx, &mut pkt, l3 + ihl);
+        parse_l4(ctx, pkt, l3 + ihl);
     }
-    Some(pkt)
+    true
 }
 
 #[inline(always)]
-fn parse_v6(ctx: &TcContext, l3: usize) -> Option<Pkt> {
-    let hdr: [u8; 40] = ctx.load(l3).ok()?;
+fn parse_v6(ctx: &TcContext, l3: usize, pkt: &mut Pkt) -> bool {
+    let Ok(hdr) = ctx.load::<[u8; 40]>(l3) else {
+        return false;
+    };
     if hdr[0] >> 4 != 6 {
-        return None;
+        return false;
     }
-    let mut pkt = Pkt {
+    *pkt = Pkt {
         family: 6,
         protocol: hdr[6],
         src: [0; 16],
@@ -281,16 +308,24 @@ fn parse_v6(ctx: &TcContext, l3: usize) -> Option<Pkt> {
     let mut next = pkt.protocol;
     let mut upper = false;
     for _ in 0..6 {
+        // Forget what the previous iteration knew about the offset so that
+        // the verifier does not follow every header combination.
+        let off_now = launder(off);
+        off = off_now;
         match next {
             // Hop-by-hop, routing, destination options.
             0 | 43 | 60 => {
-                let ext: [u8; 2] = ctx.load(off).ok()?;
+                let Ok(ext) = ctx.load::<[u8; 2]>(off) else {
+                    return false;
+                };
                 next = ext[0];
                 off += (usize::from(ext[1]) + 1) * 8;
             }
             // Fragment.
             44 => {
-                let ext: [u8; 8] = ctx.load(off).ok()?;
+                let Ok(ext) = ctx.load::<[u8; 8]>(off) else {
+                    return false;
+                };
                 next = ext[0];
                 let fo = u16::from_be_bytes([ext[2], ext[3]]);
                 pkt.fragment = true;
@@ -304,16 +339,13 @@ fn parse_v6(ctx: &TcContext, l3: usize) -> Option<Pkt> {
             }
         }
     }
-    if !upper {
-        // Too many extension headers: classify without ports.
-        pkt.protocol = next;
-        return Some(pkt);
-    }
     pkt.protocol = next;
-    if pkt.first_fragment {
-        parse_l4(ctx, &mut pkt, off);
+    if upper && pkt.first_fragment {
+        parse_l4(ctx, pkt, off);
     }
-    Some(pkt)
+    // Otherwise (too many extension headers, or a later fragment) the
+    // packet is classified without ports.
+    true
 }
 
 #[inline(always)]
@@ -509,6 +541,22 @@ fn addr_class<const DIR: u32>(slot: u32, field: u8, family: u8, addr: &[u8; 16])
     data[4..20].copy_from_slice(addr);
     let bits = if family == 4 { 32 } else { 128 };
     ADDRS.get(Key::new(LPM_HEADER_BITS + bits, data)).copied()
+}
+
+/// `x` laundered through a map: the verifier sees an unknown value (one state
+/// instead of one per possible value).
+#[inline(always)]
+fn launder(x: usize) -> usize {
+    match OFFSET.get_ptr_mut(0) {
+        Some(p) => {
+            // SAFETY: this CPU's slot from a successful lookup.
+            unsafe {
+                core::ptr::write_volatile(p, x as u32);
+                core::ptr::read_volatile(p) as usize & 0xffff
+            }
+        }
+        None => x,
+    }
 }
 
 /// `x`, hidden from the optimiser so that bounds checks on it are kept for

@@ -139,14 +139,37 @@ impl VethPair {
             ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"])?;
             ns.ip(&["link", "set", dev, "up"])?;
         }
-        Ok(Self {
+        let pair = Self {
             a,
             b,
             a4,
             b4,
             a6,
             b6,
-        })
+        };
+        pair.wait_usable()?;
+        Ok(pair)
+    }
+
+    /// Wait (at most 5 s) until both addresses of `b` answer pings from `a`:
+    /// links up, neighbours resolved.
+    fn wait_usable(&self) -> Result<(), Error> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for dst in [self.b4.to_string(), self.b6.to_string()] {
+            loop {
+                if self.a.exec("ping", &["-c", "1", "-W", "1", &dst]).is_ok() {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(Error::Command {
+                        command: format!("ping {dst}"),
+                        detail: "the veth pair did not come up within 5 s".into(),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        Ok(())
     }
 }
 

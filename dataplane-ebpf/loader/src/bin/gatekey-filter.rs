@@ -467,7 +467,7 @@ fn show(dp: &Dataplane, json: bool) -> Result<()> {
                     "direction": c.dir.display_name(),
                     "family": c.family,
                     "kind": c.kind,
-                    "position": (c.position != u32::MAX).then_some(c.position + 1),
+                    "position": (c.position != u32::MAX).then(|| c.position + 1),
                     "packets": c.packets,
                     "bytes": c.bytes,
                     "sa_drops": c.sa_drops,
