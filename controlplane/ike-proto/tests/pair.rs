@@ -1492,3 +1492,60 @@ fn ike_fragmentation_rfc7383() {
     assert_tunnel(&p, 1);
     assert!(!p.sent.iter().any(|(_, t)| is_fragment(t)));
 }
+
+#[test]
+fn unknown_critical_payload_is_rejected() {
+    use ike_proto::wire::{ExchangeType, Flags, Message, Payload, PayloadType, Unknown};
+    let (_, b) = psk_peers("k", "k");
+    let mut bn = Node::new("b", B_IP, vec![b]);
+    let msg = Message {
+        header: Header {
+            spi_i: 0x1122334455667788,
+            spi_r: 0,
+            next_payload: PayloadType::NONE,
+            version: 0x20,
+            exchange: ExchangeType::IKE_SA_INIT,
+            flags: Flags::new(true, false),
+            message_id: 0,
+            length: 0,
+        },
+        payloads: vec![Payload::Unknown(Unknown {
+            ty: PayloadType(222),
+            critical: true,
+            body: vec![1, 2, 3],
+        })],
+    };
+    let now = Instant::now();
+    bn.ep
+        .handle_datagram(now, sock(B_IP, 500), sock(A_IP, 500), &msg.encode());
+    let reply = bn.ep.poll_transmit().unwrap();
+    let m = Message::decode(&reply.data).unwrap();
+    assert!(m.header.flags.response());
+    let Payload::Notify(n) = &m.payloads[0] else {
+        panic!("{m:?}")
+    };
+    assert_eq!(
+        n.ty,
+        ike_proto::wire::NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD
+    );
+    assert_eq!(n.data, vec![222]);
+    assert!(bn.ep.ike_sas().is_empty());
+    // A non-critical unknown payload in a real initiator's request is ignored.
+    let (a, _) = psk_peers("k", "k");
+    let mut an = Node::new("a", A_IP, vec![a]);
+    an.ep
+        .connect(now, "to-b", sock(A_IP, 500), sock(B_IP, 500))
+        .unwrap();
+    let t = an.ep.poll_transmit().unwrap();
+    let mut m = Message::decode(&t.data).unwrap();
+    m.payloads.push(Payload::Unknown(Unknown {
+        ty: PayloadType(223),
+        critical: false,
+        body: vec![9; 8],
+    }));
+    bn.ep
+        .handle_datagram(now, sock(B_IP, 500), sock(A_IP, 500), &m.encode());
+    let reply = Message::decode(&bn.ep.poll_transmit().unwrap().data).unwrap();
+    assert!(matches!(reply.payloads[0], Payload::Sa(_)), "{reply:?}");
+    assert_eq!(bn.ep.ike_sas().len(), 1);
+}

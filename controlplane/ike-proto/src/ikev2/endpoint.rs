@@ -313,6 +313,16 @@ impl Endpoint {
             Err(e) => {
                 tracing::debug!(peer = %remote, error = %e, "malformed IKE_SA_INIT");
                 self.sh.stats.invalid_packets += 1;
+                if let (Some(t), Some(h)) = (e.critical_payload, Header::peek(data)) {
+                    init::stateless_reply(
+                        &mut self.sh,
+                        local,
+                        remote,
+                        &h,
+                        crate::wire::NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD,
+                        vec![t.0],
+                    );
+                }
                 return;
             }
         };

@@ -756,6 +756,21 @@ impl IkeSa {
         let payloads = match self.unprotect_any(raw, &msg) {
             Ok(Some(p)) => p,
             Ok(None) => return,
+            Err(Error::Decode(d)) => {
+                // Authentic but malformed (RFC 7296 §2.5, §3.10.1): reject it with a notify.
+                tracing::info!(sa = self.id.0, error = %d, "rejecting malformed request");
+                sh.stats.invalid_packets += 1;
+                self.peer_msg_id = self.peer_msg_id.wrapping_add(1);
+                self.last_response = None;
+                let (ty, data) = match d.critical_payload {
+                    Some(t) => (NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t.0]),
+                    None => (NotifyType::INVALID_SYNTAX, Vec::new()),
+                };
+                if let Err(e) = self.respond_error(sh, h.exchange, h.message_id, ty, data) {
+                    tracing::info!(sa = self.id.0, error = %e, "could not answer");
+                }
+                return;
+            }
             Err(e) => {
                 tracing::debug!(sa = self.id.0, error = %e, "dropping unauthentic request");
                 sh.stats.invalid_packets += 1;
