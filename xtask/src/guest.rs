@@ -314,14 +314,21 @@ pub fn ensure_initramfs(kernel: &Kernel) -> Result<(PathBuf, bool)> {
         load.push('\n');
     }
     cpio.file("modules.load", 0o644, load.as_bytes());
-    let tmp = out.with_extension("tmp");
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
     fs::write(&tmp, cpio.finish()).ctx(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, &out).ctx(|| format!("writing {}", out.display()))?;
-    // Drop initramfs images of older builds.
+    // Drop initramfs images of other builds once they are a day old (a
+    // checkout on another commit may still be using a recent one).
     if let Ok(rd) = fs::read_dir(&dir) {
         for e in rd.flatten() {
             let p = e.path();
-            if p != out && p.extension().is_some_and(|x| x == "cpio") {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(86_400));
+            if p != out && old && p.extension().is_some_and(|x| x == "cpio") {
                 let _ = fs::remove_file(p);
             }
         }
