@@ -155,6 +155,7 @@ pub fn run_scenarios(scenarios: &[Scenario], opts: &Options) -> Result<Vec<Outco
         println!("vm-test: build took {}", util::secs(t.elapsed()));
     }
     let base = util::target_dir().join("vm-tests");
+    prune_old_runs(&base);
     let run_dir = base.join(format!("{}-{}", util::timestamp(), std::process::id()));
     fs::create_dir_all(&run_dir).ctx(|| format!("creating {}", run_dir.display()))?;
     let latest = base.join("latest");
@@ -219,6 +220,25 @@ pub fn run_scenarios(scenarios: &[Scenario], opts: &Options) -> Result<Vec<Outco
     text.push('\n');
     let _ = fs::write(run_dir.join("summary.txt"), text);
     Ok(outcomes)
+}
+
+/// Remove run directories older than two days (results worth keeping
+/// longer belong somewhere else than target/).
+fn prune_old_runs(base: &Path) {
+    let Ok(rd) = fs::read_dir(base) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_run = name.len() > 15 && name.chars().take(8).all(|c| c.is_ascii_digit());
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(2 * 86_400));
+        if is_run && old {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// One result from the per-guest results of a multi-guest scenario.
