@@ -189,6 +189,9 @@ async fn sign(
     if scheme == SignatureScheme::RsaPkcs1Sha1 {
         return Err(st(Rc::EOPNOTSUPP, Rsn::UNSUPPORTED_ALGORITHM));
     }
+    let Ok(_slot) = shared.sign_slots.acquire().await else {
+        return Err(st(Rc::EIO, Rsn::SIGNING_FAILED));
+    };
     let signed = tokio::task::spawn_blocking(move || {
         let der = signer.sign(scheme, &data)?;
         match fixed {

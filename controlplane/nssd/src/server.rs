@@ -235,6 +235,9 @@ pub struct Shared {
     next_conn_id: AtomicU32,
     pub(crate) tickets: Mutex<TicketVerifier>,
     pub(crate) password_slots: Semaphore,
+    /// Private-key operations run at most this many at a time (one per
+    /// core): more would only add threads, not signatures.
+    pub(crate) sign_slots: Semaphore,
     pub(crate) shutdown: watch::Sender<bool>,
     /// Timeout for a routed NMI request.
     pub mgmt_timeout: Duration,
@@ -411,6 +414,7 @@ impl ServerHandle {
             next_conn_id: AtomicU32::new(1),
             tickets: Mutex::new(TicketVerifier::new()),
             password_slots: Semaphore::new(2),
+            sign_slots: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
             shutdown,
             mgmt_timeout: opts.mgmt_timeout,
             probe_timeout: opts.probe_timeout,

@@ -411,3 +411,132 @@ async fn startup_errors_name_the_file_and_line() {
     );
     assert!(text.contains("valid: 4 users"), "{text}");
 }
+
+fn nssd_cmd(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nssd"))
+        .args(args)
+        .output()
+        .expect("nssd runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn display_and_refresh_commands_talk_to_the_running_daemon() {
+    let env = Env::new();
+    let state = env.tmp.path().join("state");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_nssd"))
+        .arg("--config")
+        .arg(&env.conf)
+        .arg("--nmi-socket")
+        .arg(env.tmp.path().join("nss.sock"))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--log-target")
+        .arg("stderr")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nssd starts");
+    let _daemon = Child(child);
+    wait_port(env.port).await;
+    let sd = state.as_os_str();
+    let out = nssd_cmd(&["display".as_ref(), "--state-dir".as_ref(), sd]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("Port               {}", env.port)),
+        "{text}"
+    );
+    assert!(text.contains("SystemName         NSSSYS"), "{text}");
+    // A bad file: REJECTED, exit 1, the daemon keeps serving.
+    std::fs::write(&env.conf, "NssConfig { Port 0 }\n").expect("write");
+    let out = nssd_cmd(&["refresh".as_ref(), "--state-dir".as_ref(), sd]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(text.starts_with("REJECTED"), "{text}");
+    assert!(
+        text.contains("nssd.conf:1:18: Port must be a whole number from 1 to 65535"),
+        "{text}"
+    );
+    // A good one: OK, and the display shows the change.
+    std::fs::write(&env.conf, conf_text(env.port, "  KeepaliveInterval 30\n")).expect("write");
+    let out = nssd_cmd(&["refresh".as_ref(), "--state-dir".as_ref(), sd]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = nssd_cmd(&["display".as_ref(), "--state-dir".as_ref(), sd]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("KeepaliveInterval  30\n"), "{text}");
+    let c = env
+        .client("SYSTEMA_STACK1", "A1S1", "pw-a1s1", &Logs::default())
+        .await;
+    c.wait_connected(Duration::from_secs(10))
+        .await
+        .expect("still serving");
+    c.shutdown().await;
+}
+
+#[test]
+fn tools_hash_passwords_make_keys_and_passtickets() {
+    use std::io::Write;
+    let mut p = std::process::Command::new(env!("CARGO_BIN_EXE_nssd"))
+        .args(["passwd", "a1s1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("passwd");
+    p.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"s3cret\n")
+        .expect("write");
+    let out = p.wait_with_output().expect("passwd output");
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        line.starts_with("User A1S1 { Password \"$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{line}"
+    );
+    assert!(!line.contains("s3cret"));
+    let out = nssd_cmd(&["ptkt-keygen".as_ref()]);
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(key.len(), 64);
+    let dir = tempfile::tempdir().expect("tmp");
+    let kf = dir.path().join("k");
+    common::write_600(&kf, &key);
+    let out = nssd_cmd(&[
+        "passticket".as_ref(),
+        "--user".as_ref(),
+        "A1S1".as_ref(),
+        "--key-file".as_ref(),
+        kf.as_os_str(),
+    ]);
+    let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(t.len(), 16, "{t}");
+    let k = gatekey_config::saf::parse_key_hex(&key).expect("hex");
+    let mut v = nss_proto::passticket::TicketVerifier::new();
+    assert!(
+        v.evaluate(
+            k.expose(),
+            "NSSD",
+            "A1S1",
+            t.as_bytes(),
+            nssd::server::unix_now()
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn man_page_is_current() {
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(nssd::command())
+        .section("8")
+        .render(&mut buf)
+        .expect("render");
+    let committed =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/nssd.8")).expect("dist/nssd.8");
+    assert!(
+        committed == buf,
+        "dist/nssd.8 is stale: run `cargo run -p nssd --example nssd-gen -- controlplane/nssd/dist`"
+    );
+}
