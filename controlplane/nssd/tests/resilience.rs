@@ -413,10 +413,13 @@ async fn startup_errors_name_the_file_and_line() {
 }
 
 fn nssd_cmd(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_nssd"))
+    match std::process::Command::new(env!("CARGO_BIN_EXE_nssd"))
         .args(args)
         .output()
-        .expect("nssd runs")
+    {
+        Ok(o) => o,
+        Err(e) => panic!("nssd does not run: {e}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
