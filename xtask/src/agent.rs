@@ -480,6 +480,20 @@ impl Agent {
         sh(Command::new(BUSYBOX)
             .args(["mount", "-t", "bpf", "bpf"])
             .arg(d.join("bpf")))?;
+        // The workspace may live under a directory the host gets its own
+        // copy of (a checkout in /tmp): bring it back.
+        let mut rebind = String::new();
+        for b in crate::guest::bind_paths() {
+            if ["/tmp", "/run", "/var", "/etc"]
+                .iter()
+                .any(|p| b.starts_with(p))
+            {
+                rebind.push_str(&format!(
+                    "$B mkdir -p '{p}' && $B mount --bind '/gatekey/host{p}' '{p}'\n",
+                    p = b.display()
+                ));
+            }
+        }
         let script = format!(
             "B={BUSYBOX}\nH={h}\n$B hostname {host}\n\
              $B mount --bind $H/etc /etc\n$B mount --bind $H/run /run\n\
@@ -487,7 +501,7 @@ impl Agent {
              $B umount -l /sys\n$B mount -t sysfs sysfs /sys\n\
              $B mount --bind $H/bpf /sys/fs/bpf\n\
              $B mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null\n\
-             cd \"$OUT\" || exit 126\nexec \"$@\"\n",
+             {rebind}cd \"$OUT\" || exit 126\nexec \"$@\"\n",
             h = d.display()
         );
         fs::write(d.join("enter"), script).map_err(|e| e.to_string())?;

@@ -115,6 +115,7 @@ H=$R/gatekey/host
 mount -t 9p -o "$O,ro,cache=loose" host $H || { echo "gatekey-init: cannot mount the host share"; poweroff -f; }
 mount --bind $H/usr $R/usr
 mount --bind $H/etc $R/gatekey/hostetc
+mount -t tmpfs -o mode=1777 tmp $R/tmp
 for d in $GK_BINDS; do
   mkdir -p "$R$d" && mount --bind "$H$d" "$R$d"
 done
@@ -140,7 +141,6 @@ exec switch_root $R /gatekey/init2
 const INIT2: &str = r#"#!/gatekey/busybox sh
 B=/gatekey/busybox
 $B mount -t tmpfs -o mode=0755 run /run
-$B mount -t tmpfs -o mode=1777 tmp /tmp
 $B mkdir -p /dev/pts /dev/shm /run/lock
 $B mount -t devpts devpts /dev/pts
 $B mount -t tmpfs shm /dev/shm
@@ -608,6 +608,18 @@ impl RunningGuest {
     }
 }
 
+/// Host directories the guest sees at the same path: the workspace, and the
+/// target directory if it is elsewhere.
+pub fn bind_paths() -> Vec<PathBuf> {
+    let ws = util::workspace_root();
+    let target = util::target_dir();
+    let mut binds = vec![ws.clone()];
+    if !target.starts_with(&ws) {
+        binds.push(target);
+    }
+    binds
+}
+
 /// Prepare the standard guest for a results directory.
 pub fn standard_spec(out: &Path, agent: String) -> Result<GuestSpec> {
     let kernel = Kernel::installed()?;
@@ -618,12 +630,7 @@ pub fn standard_spec(out: &Path, agent: String) -> Result<GuestSpec> {
         ));
     }
     let (initramfs, _) = ensure_initramfs(&kernel)?;
-    let ws = util::workspace_root();
-    let target = util::target_dir();
-    let mut binds = vec![ws.clone()];
-    if !target.starts_with(&ws) {
-        binds.push(target);
-    }
+    let binds = bind_paths();
     Ok(GuestSpec {
         kernel,
         initramfs,
