@@ -159,7 +159,7 @@ pub fn signed_octets(
     v
 }
 
-/// AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>) for PSK.
+/// AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), `<SignedOctets>`) for PSK.
 pub fn psk_auth(prf: PrfAlg, psk: &Secret, octets: &[u8]) -> Vec<u8> {
     let k = Secret::new(prf.prf(psk.expose(), &[KEY_PAD]));
     prf.prf(k.expose(), &[octets])

@@ -162,6 +162,7 @@ impl Endpoint {
         f: impl FnOnce(&mut IkeSa, &mut Shared) -> Result<T>,
     ) -> Result<T> {
         let sa = self.sas.get_mut(&id).ok_or(Error::Unknown("IKE SA"))?;
+        let _span = sa.span().entered();
         let r = f(sa, &mut self.sh);
         sa.drive(&mut self.sh, now);
         self.touched.push(id);
@@ -288,6 +289,7 @@ impl Endpoint {
             self.sh.stats.invalid_packets += 1;
             return;
         }
+        let _span = sa.span().entered();
         sa.handle(&mut self.sh, now, local, remote, data);
         self.touched.push(id);
         self.after(now);
@@ -381,6 +383,7 @@ impl Endpoint {
             self.deadlines.remove(&(t, id));
             self.deadline_of.remove(&id);
             if let Some(sa) = self.sas.get_mut(&id) {
+                let _span = sa.span().entered();
                 sa.on_timeout(&mut self.sh, now);
             }
             self.touched.push(id);
@@ -399,6 +402,7 @@ impl Endpoint {
             return;
         };
         if let Some(sa) = self.sas.get_mut(&sa_id) {
+            let _span = sa.span().entered();
             sa.on_signature(
                 &mut self.sh,
                 now,
@@ -422,6 +426,7 @@ impl Endpoint {
             return;
         };
         if let Some(sa) = self.sas.get_mut(&sa_id) {
+            let _span = sa.span().entered();
             sa.on_verification(
                 &mut self.sh,
                 now,

@@ -386,6 +386,17 @@ impl IkeSa {
         }
     }
 
+    /// The tracing span for this SA (`ike_sa{id, spi_i, spi_r, peer}`).
+    pub fn span(&self) -> tracing::Span {
+        tracing::debug_span!(
+            "ike_sa",
+            id = self.id.0,
+            spi_i = %format_args!("{:016x}", self.spi_i),
+            spi_r = %format_args!("{:016x}", self.spi_r),
+            peer = %self.remote,
+        )
+    }
+
     /// Our SPI (the one peers address us by).
     pub fn local_spi(&self) -> u64 {
         if self.initiator {
