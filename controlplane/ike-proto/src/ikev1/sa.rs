@@ -955,7 +955,9 @@ impl IsakmpSa {
                 tracing::info!(sa = self.id.0, error = %e, "DELETE not sent");
             }
         }
-        let _ = self.send_isakmp_delete(sh, now);
+        if let Err(e) = self.send_isakmp_delete(sh, now) {
+            tracing::info!(sa = self.id.0, error = %e, "DELETE not sent");
+        }
         self.close(sh, CloseReason::LocalDeleted);
     }
 

@@ -1,0 +1,264 @@
+//! A minimal UDP driver for the IKEv1 engine, for interoperability checks (no kernel SAs).
+//!
+//! ```text
+//! ikev1-peer --local 192.0.2.1 --remote 192.0.2.2 --id a.example.com --peer-id b.example.com
+//!            (--psk SECRET | --cert CERT.pem --key KEY.pem --ca CA.pem)
+//!            [--initiate] [--aggressive] [--seconds 20] [--pfs GROUP]
+//!            [--local-ts 10.1.0.0/24 --remote-ts 10.2.0.0/24] [--dpd SECONDS]
+//!            [--until up | deleted] [--delete-after SECONDS]
+//! ```
+//!
+//! Binds UDP 500 and 4500 on `--local` and drives an [`ike_proto::ikev1::Endpoint`]:
+//! `--initiate` starts phase 1 and quick mode. Prints one line per event (`IKE_SA_UP`,
+//! `CHILD_SA_UP`, `CHILD_SA_FAILED`, `CHILD_SA_DELETED`, `IKE_SA_DOWN`, `NAT`) and exits 0
+//! when the `--until` condition holds: `up` (default: the ISAKMP SA and, when initiating,
+//! the child SA are up) or `deleted` (the peer deleted the ISAKMP SA after a child was up).
+//! With `--delete-after N` it deletes its ISAKMP SA N seconds after the child came up and
+//! exits 0 once the DELETE is sent.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ike_proto::crypto::Secret;
+use ike_proto::crypto::cert::ChainVerifier;
+use ike_proto::crypto::encr::EncrAlg;
+use ike_proto::crypto::integ::IntegAlg;
+use ike_proto::crypto::sig::{LocalSigner, Signer};
+use ike_proto::ikev1::{Endpoint, ExchangeMode, V1Peer};
+use ike_proto::ikev2::{
+    ChildConfig, ChildProposal, EndpointConfig, Event, LocalAuth, PeerConfig, RemoteAuth, ts,
+};
+use ike_proto::wire::DhGroup;
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn net(s: &str) -> Result<ike_proto::wire::TrafficSelector, String> {
+    let (a, l) = s.split_once('/').ok_or_else(|| format!("bad prefix {s}"))?;
+    let a: IpAddr = a.parse().map_err(|e| format!("{s}: {e}"))?;
+    let l: u8 = l.parse().map_err(|e| format!("{s}: {e}"))?;
+    Ok(ts::subnet(a, l))
+}
+
+fn run() -> Result<bool, String> {
+    let args: Vec<String> = std::env::args().collect();
+    let need = |n: &str| arg(&args, n).ok_or_else(|| format!("missing {n}"));
+    let flag = |n: &str| args.iter().any(|a| a == n);
+    let local: IpAddr = need("--local")?
+        .parse()
+        .map_err(|e| format!("--local: {e}"))?;
+    let remote: IpAddr = need("--remote")?
+        .parse()
+        .map_err(|e| format!("--remote: {e}"))?;
+    let id = need("--id")?.parse().map_err(|e| format!("--id: {e}"))?;
+    let peer_id = need("--peer-id")?
+        .parse()
+        .map_err(|e| format!("--peer-id: {e}"))?;
+    let seconds: u64 = arg(&args, "--seconds")
+        .map_or(Ok(20), |s| s.parse())
+        .map_err(|e| format!("--seconds: {e}"))?;
+    let initiate = flag("--initiate");
+    let until = arg(&args, "--until").unwrap_or_else(|| "up".into());
+    let delete_after: Option<u64> = arg(&args, "--delete-after")
+        .map(|s| s.parse())
+        .transpose()
+        .map_err(|e| format!("--delete-after: {e}"))?;
+    let local_ts = net(&arg(&args, "--local-ts").unwrap_or_else(|| format!("{local}/32")))?;
+    let remote_ts = net(&arg(&args, "--remote-ts").unwrap_or_else(|| format!("{remote}/32")))?;
+    let pfs = arg(&args, "--pfs")
+        .map(|g| g.parse::<u16>().map(DhGroup))
+        .transpose()
+        .map_err(|e| format!("--pfs: {e}"))?;
+    let mut child = ChildConfig::tunnel("gk", vec![local_ts], vec![remote_ts]);
+    child.proposals = vec![
+        ChildProposal {
+            encr: EncrAlg::AesCbc { key_bits: 128 },
+            integ: Some(IntegAlg::HmacSha256_128),
+            esn: false,
+            pfs,
+        },
+        ChildProposal {
+            encr: EncrAlg::AesGcm16 { key_bits: 256 },
+            integ: None,
+            esn: false,
+            pfs,
+        },
+    ];
+    let mut signer = None;
+    let (local_auth, remote_auth) = match arg(&args, "--psk") {
+        Some(psk) => (
+            LocalAuth::Psk(Secret::from(psk.as_str())),
+            RemoteAuth::Psk(Secret::from(psk.as_str())),
+        ),
+        None => {
+            let cert = std::fs::read(need("--cert")?).map_err(|e| format!("--cert: {e}"))?;
+            let key = std::fs::read(need("--key")?).map_err(|e| format!("--key: {e}"))?;
+            let ca = std::fs::read(need("--ca")?).map_err(|e| format!("--ca: {e}"))?;
+            let s = Arc::new(LocalSigner::from_pem(&key).map_err(|e| format!("--key: {e}"))?);
+            let cert = ike_proto::crypto::cert::Certificate::from_pem(&cert)
+                .map_err(|e| format!("--cert: {e}"))?;
+            let mut v = ChainVerifier::new();
+            v.add_ca_pem(&ca).map_err(|e| format!("--ca: {e}"))?;
+            let la = LocalAuth::Signature {
+                certs: vec![cert.der().to_vec()],
+                key: s.key_algorithm(),
+                schemes: Vec::new(),
+            };
+            signer = Some(s);
+            (la, RemoteAuth::Certificate(Arc::new(v)))
+        }
+    };
+    let mut peer = PeerConfig::psk("gk", id, peer_id, Secret::from("unused"), child);
+    peer.local_auth = local_auth;
+    peer.remote_auth = remote_auth;
+    peer.remote_addrs = vec![remote];
+    peer.dpd_interval = arg(&args, "--dpd")
+        .map(|s| s.parse().map(Duration::from_secs))
+        .transpose()
+        .map_err(|e| format!("--dpd: {e}"))?;
+    let mut v1 = V1Peer::new(peer);
+    if flag("--aggressive") {
+        v1.v1.initiate = ExchangeMode::Aggressive;
+        v1.v1.aggressive_psk = true;
+    }
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    ep.set_peers(vec![v1]);
+    let unix = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    ep.set_unix_time(unix);
+
+    let s500 = UdpSocket::bind((local, 500)).map_err(|e| format!("bind 500: {e}"))?;
+    let s4500 = UdpSocket::bind((local, 4500)).map_err(|e| format!("bind 4500: {e}"))?;
+    for s in [&s500, &s4500] {
+        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+    }
+    let start = Instant::now();
+    if initiate {
+        ep.connect(
+            start,
+            "gk",
+            SocketAddr::new(local, 500),
+            SocketAddr::new(remote, 500),
+        )
+        .map_err(|e| format!("connect: {e}"))?;
+    }
+    let (mut ike_up, mut child_up, mut child_at, mut done) = (false, false, None, false);
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let now = Instant::now();
+        if now.duration_since(start) > Duration::from_secs(seconds) {
+            println!("TIMEOUT");
+            return Ok(false);
+        }
+        for (s, port) in [(&s500, 500u16), (&s4500, 4500u16)] {
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                ep.handle_datagram(
+                    now,
+                    SocketAddr::new(local, port),
+                    from,
+                    buf.get(..n).unwrap_or(&[]),
+                );
+            }
+        }
+        if ep.poll_timeout().is_some_and(|t| t <= now) {
+            ep.handle_timeout(now);
+        }
+        if let (Some(at), Some(d)) = (child_at, delete_after)
+            && now.duration_since(at) >= Duration::from_secs(d)
+        {
+            for sa in ep.ike_sas(now) {
+                let _ = ep.delete_ike(now, sa.id);
+            }
+            child_at = None;
+        }
+        while let Some(e) = ep.poll_event() {
+            match e {
+                Event::SignRequest {
+                    id, scheme, octets, ..
+                } => {
+                    let r = signer
+                        .as_ref()
+                        .ok_or_else(|| "no key".to_string())
+                        .and_then(|s| s.sign(scheme, &octets).map_err(|e| e.to_string()));
+                    ep.handle_signature(now, id, r);
+                }
+                Event::IkeSaUp {
+                    peer_id,
+                    local,
+                    remote,
+                    ..
+                } => {
+                    let mode = ep.ike_sas(now).last().map_or("?", |s| s.mode.name());
+                    println!(
+                        "IKE_SA_UP mode={mode} peer_id={peer_id} local={local} remote={remote}"
+                    );
+                    ike_up = true;
+                }
+                Event::InstallChildSa(c) => {
+                    println!(
+                        "CHILD_SA_UP spi_in={:08x} spi_out={:08x} encr={:?} integ={:?} encap={} hard={}",
+                        c.inbound.spi,
+                        c.outbound.spi,
+                        c.encr,
+                        c.integ,
+                        c.encap.is_some(),
+                        c.lifetimes.hard_secs
+                    );
+                    child_up = true;
+                    child_at = Some(now);
+                }
+                Event::ChildSaFailed { reason, .. } => println!("CHILD_SA_FAILED {reason}"),
+                Event::DeleteChildSa { spi_in, .. } => {
+                    println!("CHILD_SA_DELETED spi_in={spi_in:08x}")
+                }
+                Event::IkeSaDown { reason, .. } => {
+                    println!("IKE_SA_DOWN {reason:?}");
+                    if child_up && (until == "deleted" || delete_after.is_some()) {
+                        done = true;
+                    }
+                }
+                Event::NatDetected {
+                    local_nat,
+                    remote_nat,
+                    ..
+                } => {
+                    println!("NAT local={local_nat} remote={remote_nat}");
+                }
+                _ => {}
+            }
+        }
+        while let Some(t) = ep.poll_transmit() {
+            let sock = if t.local.port() == 4500 {
+                &s4500
+            } else {
+                &s500
+            };
+            if let Err(e) = sock.send_to(&t.data, t.remote) {
+                println!("SEND_ERROR {e}");
+            }
+        }
+        if done || (until == "up" && delete_after.is_none() && ike_up && child_up) {
+            // Give the peer a moment to get our last message.
+            std::thread::sleep(Duration::from_millis(300));
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("ikev1-peer: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! IKEv1 interoperability with strongSwan's charon (Debian's 5.9.8) over real UDP sockets.
+//!
+//! Two fresh network namespaces joined by a veth pair; charon runs in one with its
+//! kernel-libipsec plugin (the host kernel has no ESP; charon's userland ESP lets its
+//! CHILD_SAs install, which forces UDP encapsulation and so exercises NAT-T as well), the
+//! `ikev1-peer` example drives this engine in the other. Main mode and aggressive mode, PSK
+//! and RSA signatures, PFS, DELETE, each side as initiator and as responder. Needs root,
+//! `ip`, charon and swanctl; skips, saying why, otherwise.
+#![expect(clippy::unwrap_used, reason = "tests")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const CHARON: &str = "/usr/lib/ipsec/charon";
+const PKI: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/vectors/ikev1/mm-rsa-modp2048-aes128-sha256/pki/"
+);
+
+fn skip_reason() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next().map(str::to_string));
+    if uid.as_deref() != Some("0") {
+        return Some("not root (network namespaces need CAP_SYS_ADMIN)".into());
+    }
+    for p in [
+        CHARON,
+        "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so",
+    ] {
+        if !Path::new(p).exists() {
+            return Some(format!(
+                "{p} not installed (cargo xtask setup installs strongSwan)"
+            ));
+        }
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Some("/dev/net/tun missing (charon's kernel-libipsec needs it)".into());
+    }
+    None
+}
+
+fn peer_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("ikev1-peer")
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/ikev1-netns.sh")
+}
+
+/// Two namespaces, charon in `b` (192.0.2.2), our engine in `a` (192.0.2.1).
+struct Lab {
+    dir: PathBuf,
+    a: String,
+    b: String,
+}
+
+impl Lab {
+    fn new(swanctl: &str, extra: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("{}{n}", std::process::id() % 100_000);
+        let dir = std::env::temp_dir().join(format!("gk-ikev1-interop-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("swanctl.conf"), swanctl).unwrap();
+        std::fs::write(dir.join("charon-extra.conf"), extra).unwrap();
+        for sub in ["x509", "x509ca", "private"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::fs::copy(format!("{PKI}b.pem"), dir.join("x509/b.pem")).unwrap();
+        std::fs::copy(format!("{PKI}ca.pem"), dir.join("x509ca/ca.pem")).unwrap();
+        std::fs::copy(format!("{PKI}b.key"), dir.join("private/b.key")).unwrap();
+        let lab = Self {
+            dir,
+            a: format!("g1a{tag}"),
+            b: format!("g1b{tag}"),
+        };
+        let up = Command::new("sh")
+            .arg(script())
+            .args(["up", &lab.a, &lab.b])
+            .output()
+            .unwrap();
+        assert!(
+            up.status.success(),
+            "{}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        let ch = Command::new("sh")
+            .arg(script())
+            .args(["charon", lab.dir.to_str().unwrap(), &lab.b])
+            .output()
+            .unwrap();
+        let load = std::fs::read_to_string(lab.dir.join("load.out")).unwrap_or_default();
+        assert!(
+            ch.status.success() && load.contains("loaded 1 connections"),
+            "{load}"
+        );
+        lab
+    }
+
+    fn swanctl(&self, args: &[&str]) -> String {
+        let uri = format!("unix://{}", self.dir.join("charon.vici").display());
+        let o = Command::new("swanctl")
+            .args(args)
+            .args(["--uri", &uri])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Starts the engine in namespace `a`.
+    fn peer(&self, args: &[&str]) -> std::process::Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.a])
+            .arg(peer_binary())
+            .args(["--local", "192.0.2.1", "--remote", "192.0.2.2"])
+            .args(["--local-ts", "10.1.0.0/24", "--remote-ts", "10.2.0.0/24"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg(script())
+            .args(["down", self.dir.to_str().unwrap(), &self.a, &self.b])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn conf(aggressive: bool, auth: &str, esp: &str) -> String {
+    let (local, remote, secrets) = if auth == "psk" {
+        (
+            "auth = psk\n id = b.example.com".to_string(),
+            "auth = psk\n id = a.example.com".to_string(),
+            "secrets { ike-1 { id-a = a.example.com\n id-b = b.example.com\n secret = \"gatekey-interop-psk\" } }",
+        )
+    } else {
+        (
+            "auth = pubkey\n certs = b.pem\n id = b.example.com".to_string(),
+            "auth = pubkey\n id = a.example.com".to_string(),
+            "",
+        )
+    };
+    format!(
+        "connections {{ gk {{ version = 1\n aggressive = {}\n local_addrs = 192.0.2.2\n remote_addrs = 192.0.2.1\n \
+         proposals = aes256-sha256-modp2048,aes128-sha256-ecp256\n local {{ {local} }}\n remote {{ {remote} }}\n \
+         children {{ gk {{ local_ts = 10.2.0.0/24\n remote_ts = 10.1.0.0/24\n esp_proposals = {esp}\n start_action = none }} }} }} }}\n{secrets}\n",
+        if aggressive { "yes" } else { "no" }
+    )
+}
+
+const AGGRESSIVE_PSK: &str = "i_dont_care_about_security_and_use_aggressive_mode_psk = yes";
+
+fn our_auth(auth: &str) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "--id".into(),
+        "a.example.com".into(),
+        "--peer-id".into(),
+        "b.example.com".into(),
+    ];
+    if auth == "psk" {
+        v.extend(["--psk".into(), "gatekey-interop-psk".into()]);
+    } else {
+        for (f, n) in [("--cert", "a.pem"), ("--key", "a.key"), ("--ca", "ca.pem")] {
+            v.extend([f.into(), format!("{PKI}{n}")]);
+        }
+    }
+    v
+}
+
+fn wait(child: std::process::Child) -> (bool, String) {
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+/// gatekey initiates; charon (responder) installs the child.
+fn we_initiate(aggressive: bool, auth: &str, esp: &str, extra_args: &[&str]) {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let lab = Lab::new(
+        &conf(aggressive, auth, esp),
+        if aggressive { AGGRESSIVE_PSK } else { "" },
+    );
+    let mut args: Vec<String> = our_auth(auth);
+    args.extend(["--initiate".into(), "--seconds".into(), "20".into()]);
+    if aggressive {
+        args.push("--aggressive".into());
+    }
+    args.extend(extra_args.iter().map(|s| s.to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = wait(lab.peer(&argv));
+    let log = lab.log();
+    assert!(ok, "engine output:\n{out}\ncharon log:\n{log}");
+    let mode = if aggressive { "Aggressive" } else { "Main" };
+    assert!(
+        out.contains(&format!("IKE_SA_UP mode={mode} peer_id=b.example.com")),
+        "{out}"
+    );
+    assert!(out.contains("CHILD_SA_UP"), "{out}");
+    assert!(log.contains("IKE_SA gk[1] established"), "{log}");
+    assert!(log.contains("CHILD_SA gk{1} established"), "{log}");
+}
+
+/// charon initiates; gatekey responds.
+fn they_initiate(aggressive: bool, auth: &str) {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let lab = Lab::new(&conf(aggressive, auth, "aes128-sha256"), "");
+    let mut args: Vec<String> = our_auth(auth);
+    args.extend(["--seconds".into(), "20".into()]);
+    if aggressive {
+        args.push("--aggressive".into());
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let peer = lab.peer(&argv);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let init = lab.swanctl(&["--initiate", "--child", "gk", "--timeout", "15"]);
+    let (ok, out) = wait(peer);
+    let log = lab.log();
+    assert!(
+        ok,
+        "engine output:\n{out}\nswanctl:\n{init}\ncharon log:\n{log}"
+    );
+    assert!(
+        init.contains("initiate completed successfully"),
+        "{init}\n{log}"
+    );
+    assert!(
+        out.contains("IKE_SA_UP") && out.contains("CHILD_SA_UP"),
+        "{out}"
+    );
+}
+
+#[test]
+fn main_mode_psk_we_initiate() {
+    we_initiate(false, "psk", "aes128-sha256", &[]);
+}
+
+#[test]
+fn main_mode_psk_charon_initiates() {
+    they_initiate(false, "psk");
+}
+
+#[test]
+fn aggressive_mode_psk_we_initiate() {
+    we_initiate(true, "psk", "aes128-sha256", &[]);
+}
+
+#[test]
+fn aggressive_mode_psk_charon_initiates() {
+    they_initiate(true, "psk");
+}
+
+#[test]
+fn main_mode_rsa_we_initiate() {
+    we_initiate(false, "rsa", "aes128-sha256", &[]);
+}
+
+#[test]
+fn main_mode_rsa_charon_initiates() {
+    they_initiate(false, "rsa");
+}
+
+#[test]
+fn quick_mode_pfs_and_gcm() {
+    we_initiate(false, "psk", "aes256gcm16-ecp256", &["--pfs", "19"]);
+}
+
+#[test]
+fn delete_both_ways() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    // charon deletes: we see the child and the ISAKMP SA go.
+    let lab = Lab::new(&conf(false, "psk", "aes128-sha256"), "");
+    let mut args = our_auth("psk");
+    args.extend([
+        "--seconds".into(),
+        "20".into(),
+        "--until".into(),
+        "deleted".into(),
+    ]);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let peer = lab.peer(&argv);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let init = lab.swanctl(&["--initiate", "--child", "gk", "--timeout", "15"]);
+    assert!(init.contains("initiate completed successfully"), "{init}");
+    let term = lab.swanctl(&["--terminate", "--ike", "gk", "--timeout", "10"]);
+    let (ok, out) = wait(peer);
+    assert!(ok, "{out}\n{term}\n{}", lab.log());
+    assert!(
+        out.contains("CHILD_SA_DELETED") && out.contains("IKE_SA_DOWN PeerDeleted"),
+        "{out}"
+    );
+    drop(lab);
+    // We delete: charon logs the DELETEs.
+    let lab = Lab::new(&conf(false, "psk", "aes128-sha256"), "");
+    let mut args = our_auth("psk");
+    args.extend(["--initiate".into(), "--delete-after".into(), "1".into()]);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = wait(lab.peer(&argv));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let log = lab.log();
+    assert!(ok, "{out}\n{log}");
+    assert!(
+        log.contains("received DELETE for ESP CHILD_SA"),
+        "{out}\n{log}"
+    );
+    assert!(log.contains("received DELETE for IKE_SA"), "{log}");
+}
