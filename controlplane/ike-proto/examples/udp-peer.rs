@@ -4,8 +4,11 @@
 //! udp-peer --local 192.0.2.1 --remote 192.0.2.2 --id a.example.com --peer-id b.example.com \
 //!          --psk SECRET [--initiate] [--seconds 20] [--local-ts 10.1.0.0/16 --remote-ts 10.2.0.0/16]
 //!          [--proposal x25519-gcm256 | modp2048-cbc256]
-//!          [--cert CERT.pem --key KEY.pem --ca CA.pem] [--fragment-size N]
+//!          [--cert CERT.pem --key KEY.pem --ca CA.pem] [--fragment-size N] [--rekey-ike]
 //! ```
+//!
+//! `--rekey-ike`: once up, rekey the IKE SA, then delete the new SA; prints `REKEY_OK` when
+//! the peer answered the DELETE on the rekeyed SA (proving the new keys agree).
 //!
 //! With `--cert`, this end authenticates with a signature made by a local key (answering the
 //! engine's sign requests) and checks the peer's certificate chain against `--ca`.
@@ -134,7 +137,11 @@ fn run() -> Result<bool, String> {
         )
         .map_err(|e| e.to_string())?;
     }
+    let rekey = args.iter().any(|a| a == "--rekey-ike");
     let (mut ike_up, mut child_done) = (false, false);
+    let mut current = None;
+    let mut rekey_started = false;
+    let mut rekeyed_to = None;
     let mut buf = [0u8; 65536];
     while start.elapsed() < Duration::from_secs(secs) {
         let now = Instant::now();
@@ -173,6 +180,7 @@ fn run() -> Result<bool, String> {
                     ep.handle_signature(now, id, r);
                 }
                 Event::IkeSaUp {
+                    ike_sa,
                     peer_id,
                     spis,
                     local_nat,
@@ -184,6 +192,12 @@ fn run() -> Result<bool, String> {
                         spis.0, spis.1
                     );
                     ike_up = true;
+                    current = Some(ike_sa);
+                }
+                Event::IkeSaRekeyed { old, new } => {
+                    println!("IKE_SA_REKEYED old={} new={}", old.0, new.0);
+                    rekeyed_to = Some(new);
+                    ep.delete_ike(now, new).map_err(|e| e.to_string())?;
                 }
                 Event::InstallChildSa(c) => {
                     println!(
@@ -200,14 +214,30 @@ fn run() -> Result<bool, String> {
                     println!("CHILD_SA_FAILED {reason}");
                     child_done = true;
                 }
-                Event::IkeSaDown { reason, .. } => {
+                Event::IkeSaDown { ike_sa, reason } => {
                     println!("IKE_SA_DOWN {reason:?}");
-                    return Ok(false);
+                    match reason {
+                        ike_proto::ikev2::CloseReason::Rekeyed if rekey => {}
+                        ike_proto::ikev2::CloseReason::LocalDeleted
+                            if Some(ike_sa) == rekeyed_to =>
+                        {
+                            println!("REKEY_OK");
+                            return Ok(true);
+                        }
+                        _ => return Ok(false),
+                    }
                 }
                 _ => {}
             }
         }
-        if ike_up && (child_done || !initiate) {
+        if rekey {
+            if ike_up && (child_done || !initiate) && !rekey_started {
+                if let Some(sa) = current {
+                    ep.rekey_ike(now, sa).map_err(|e| e.to_string())?;
+                    rekey_started = true;
+                }
+            }
+        } else if ike_up && (child_done || !initiate) {
             // Give the last datagram a moment to leave, then report.
             std::thread::sleep(Duration::from_millis(200));
             while let Some(t) = ep.poll_transmit() {

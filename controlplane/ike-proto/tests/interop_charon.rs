@@ -3,8 +3,9 @@
 //!
 //! Two fresh network namespaces joined by a veth pair; charon runs in one
 //! (`tests/interop/charon-netns.sh`), the `udp-peer` example drives this engine in the
-//! other: first as initiator (IKE_SA_INIT + IKE_AUTH with PSK against charon), then as
-//! responder to charon. Needs root, `ip` and charon/swanctl; skips, saying why, otherwise.
+//! other: first as initiator (IKE_SA_INIT + IKE_AUTH with PSK against charon, then an IKE
+//! SA rekey and a DELETE over the new SA), then as responder to charon; and with RSA
+//! certificates and IKE fragmentation in both directions. Needs root, `ip` and charon/swanctl; skips, saying why, otherwise.
 #![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
 use std::path::{Path, PathBuf};
@@ -236,9 +237,18 @@ fn strongswan_psk_both_directions() {
         // We initiate.
         let n = Netns::up();
         n.start_charon(ike, esp);
-        let out = udp_peer(&n.a, ours, true).output().unwrap();
+        // ... then rekey the IKE SA and delete the new one: charon must accept both.
+        let out = udp_peer(&n.a, ours, true)
+            .arg("--rekey-ike")
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         let log = n.charon_log();
+        assert!(text.contains("REKEY_OK"), "{ike}: IKE rekey: {text}\n{log}");
+        assert!(
+            log.contains("rekeyed between 192.0.2.2[b.example.com]...192.0.2.1[a.example.com]"),
+            "{log}"
+        );
         assert!(
             out.status.success(),
             "{ike}: initiator failed: {text}\n{}",
