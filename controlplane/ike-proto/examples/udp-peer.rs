@@ -231,11 +231,13 @@ fn run() -> Result<bool, String> {
             }
         }
         if rekey {
-            if ike_up && (child_done || !initiate) && !rekey_started {
-                if let Some(sa) = current {
-                    ep.rekey_ike(now, sa).map_err(|e| e.to_string())?;
-                    rekey_started = true;
-                }
+            if ike_up
+                && (child_done || !initiate)
+                && !rekey_started
+                && let Some(sa) = current
+            {
+                ep.rekey_ike(now, sa).map_err(|e| e.to_string())?;
+                rekey_started = true;
             }
         } else if ike_up && (child_done || !initiate) {
             // Give the last datagram a moment to leave, then report.
