@@ -532,15 +532,35 @@ fn psk_mismatch_fails_on_responder() {
 
 #[test]
 fn responder_identity_mismatch_fails_on_initiator() {
+    // A pattern is not sent as IDr, so B answers as b.example.com and A refuses it.
+    let (mut a, b) = psk_peers("k", "k");
+    a.remote_id = Some("*.other.example".parse().unwrap());
+    let mut p = Pair::new(Node::new("a", A_IP, vec![a]), Node::new("b", B_IP, vec![b]));
+    p.connect();
+    p.run();
+    assert!(p.a.up.is_empty());
+    assert!(
+        matches!(&p.a.down[0].1, CloseReason::AuthFailed(r) if r.contains("does not match")),
+        "{:?}",
+        p.a.down
+    );
+    assert!(p.a.installed.is_empty());
+    // An exact identity goes out as IDr; B has no such identity and refuses.
     let (mut a, b) = psk_peers("k", "k");
     a.remote_id = Some("c.example.com".parse().unwrap());
     let mut p = Pair::new(Node::new("a", A_IP, vec![a]), Node::new("b", B_IP, vec![b]));
     p.connect();
     p.run();
-    assert!(p.a.up.is_empty());
-    assert!(matches!(&p.a.down[0].1, CloseReason::AuthFailed(r) if r.contains("does not match")));
-    // B thinks it is up until A deletes it; A never installed anything.
-    assert!(p.a.installed.is_empty());
+    assert!(
+        matches!(&p.a.down[0].1, CloseReason::AuthFailed(r) if r.contains("rejected")),
+        "{:?}",
+        p.a.down
+    );
+    assert!(
+        matches!(&p.b.down[0].1, CloseReason::AuthFailed(r) if r.contains("no policy")),
+        "{:?}",
+        p.b.down
+    );
 }
 
 #[test]
@@ -1548,4 +1568,40 @@ fn unknown_critical_payload_is_rejected() {
     let reply = Message::decode(&bn.ep.poll_transmit().unwrap().data).unwrap();
     assert!(matches!(reply.payloads[0], Payload::Sa(_)), "{reply:?}");
     assert_eq!(bn.ep.ike_sas().len(), 1);
+}
+
+#[test]
+fn responder_picks_local_identity_by_idr() {
+    // B answers as b1 or b2 (same PSK, same peer address); A asks for b2 with IDr.
+    let (mut a, b1) = psk_peers("k", "k");
+    a.remote_id = Some("b2.example.com".parse().unwrap());
+    let mut b2 = b1.clone();
+    b2.name = "as-b2".into();
+    b2.local_id = "b2.example.com".parse().unwrap();
+    let mut p = Pair::new(
+        Node::new("a", A_IP, vec![a]),
+        Node::new("b", B_IP, vec![b1, b2]),
+    );
+    p.connect();
+    p.run();
+    assert_tunnel(&p, 1);
+    assert!(
+        p.b.events
+            .iter()
+            .any(|e| e.contains("IkeSaUp") && e.contains("as-b2")),
+        "{:?}",
+        p.b.events
+    );
+    let up = p.a.ep.ike_sas();
+    assert_eq!(up[0].peer_id, Some("b2.example.com".parse().unwrap()));
+    // A pattern is not sent as IDr: B answers with its first identity, which A accepts.
+    let (mut a, b1) = psk_peers("k", "k");
+    a.remote_id = Some("*.example.com".parse().unwrap());
+    let mut p = Pair::new(
+        Node::new("a", A_IP, vec![a]),
+        Node::new("b", B_IP, vec![b1]),
+    );
+    p.connect();
+    p.run();
+    assert_tunnel(&p, 1);
 }

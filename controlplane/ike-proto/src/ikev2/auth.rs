@@ -32,6 +32,18 @@ fn id_payload(id: &Identity) -> IdPayload {
     }
 }
 
+/// Whether a configured identity is a pattern (`*` wildcards) rather than one identity.
+fn is_pattern(id: &Identity) -> bool {
+    match id {
+        Identity::Fqdn(s) | Identity::Rfc822(s) => s.contains('*'),
+        Identity::Dn(d) => d
+            .rdns()
+            .map(|r| r.iter().flatten().any(|a| a.value == "*"))
+            .unwrap_or(true),
+        _ => false,
+    }
+}
+
 /// Splits an AUTH payload into a signature scheme and a signature (ECDSA as DER).
 pub(crate) fn parse_signature_auth(auth: &Auth) -> Result<(SignatureScheme, Vec<u8>)> {
     match auth.method {
@@ -265,6 +277,13 @@ impl IkeSa {
             }));
         }
         p.push(Payload::Auth(auth));
+        // IDr tells a responder with several identities which one we expect (RFC 7296
+        // §3.5); only for an exact identity, never a pattern.
+        if let Some(r) = &self.peer.remote_id
+            && !is_pattern(r)
+        {
+            p.push(Payload::IdR(id_payload(r)));
+        }
         if self.peer.initial_contact {
             p.push(Payload::Notify(Notify::new(
                 NotifyType::INITIAL_CONTACT,
@@ -533,7 +552,11 @@ impl IkeSa {
             Err(e) => return reject(self, sh, e.to_string()),
         };
         // Policy by identity: the first configuration for this address whose remote ID
-        // matches and which accepts the negotiated IKE suite.
+        // matches, whose local ID is the IDr the initiator asked for (if any), and which
+        // accepts the negotiated IKE suite.
+        let wanted = f
+            .id_r()
+            .and_then(|i| Identity::from_payload(i.id_type, &i.data).ok());
         let remote_ip = self.remote.ip();
         let candidate = sh
             .peers
@@ -541,6 +564,7 @@ impl IkeSa {
             .find(|p| {
                 (p.remote_addrs.is_empty() || p.remote_addrs.contains(&remote_ip))
                     && p.remote_id.as_ref().is_none_or(|r| peer_id.matches(r))
+                    && wanted.as_ref().is_none_or(|w| p.local_id.matches(w))
                     && p.ike_proposals.contains(&self.suite)
             })
             .cloned();

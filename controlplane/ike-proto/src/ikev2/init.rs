@@ -262,6 +262,13 @@ pub(crate) fn respond(
     if let Some(n) = f.notify(NotifyType::NAT_DETECTION_DESTINATION_IP) {
         sa.local_nat = !ct_eq(&n.data, &nat_hash(h.spi_i, 0, local));
     }
+    if sa.local_nat || sa.remote_nat {
+        sh.event(Event::NatDetected {
+            ike_sa: sa.id,
+            local_nat: sa.local_nat,
+            remote_nat: sa.remote_nat,
+        });
+    }
     if let Some(n) = f.notify(NotifyType::SIGNATURE_HASH_ALGORITHMS) {
         sa.peer_hashes = parse_hash_algs(n);
     }
