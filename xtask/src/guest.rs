@@ -28,7 +28,6 @@ pub const MODULES: &[&str] = &[
     // devices and the shared folders
     "virtio_pci",
     "virtio_net",
-    "virtio_rng",
     "9pnet_virtio",
     "9p",
     "overlay",
@@ -491,7 +490,7 @@ impl GuestSpec {
                 self.index,
                 std::env::var("GATEKEY_GUEST_CMDLINE").unwrap_or_default()
             ))
-            .args(["-device", "virtio-rng-pci"]);
+;
         // Two shares: the results directory (writable) and the host's `/`
         // (read-only), which carries /usr, /etc, the kernel modules and the
         // workspace. Each virtio device costs boot time under TCG.
