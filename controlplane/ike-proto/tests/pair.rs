@@ -1605,3 +1605,32 @@ fn responder_picks_local_identity_by_idr() {
     p.run();
     assert_tunnel(&p, 1);
 }
+
+#[test]
+fn responder_picks_policy_by_proposal() {
+    use ike_proto::crypto::encr::EncrAlg;
+    use ike_proto::crypto::keys::IkeSuite;
+    // B has two policies for any address: the first only accepts ChaCha20, the second
+    // AES-GCM; A offers AES-GCM only and must land on the second.
+    let (a, b_gcm) = psk_peers("k", "k");
+    let mut b_chacha = b_gcm.clone();
+    b_chacha.name = "chacha".into();
+    b_chacha.ike_proposals = vec![IkeSuite {
+        encr: EncrAlg::ChaCha20Poly1305,
+        ..IkeSuite::DEFAULT
+    }];
+    let mut a = a;
+    a.ike_proposals = vec![IkeSuite::DEFAULT];
+    let mut p = Pair::new(
+        Node::new("a", A_IP, vec![a]),
+        Node::new("b", B_IP, vec![b_chacha, b_gcm]),
+    );
+    p.connect();
+    p.run();
+    assert_tunnel(&p, 1);
+    assert!(
+        p.b.events
+            .iter()
+            .any(|e| e.contains("IkeSaUp") && e.contains("to-a"))
+    );
+}

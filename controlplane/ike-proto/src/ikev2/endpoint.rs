@@ -346,11 +346,27 @@ impl Endpoint {
             return;
         }
         let cookie_mode = half_open >= cfg.cookie_threshold;
+        // The first policy for this address that accepts one of the offered proposals
+        // (the identity may still switch the policy in IKE_AUTH); else the first one for
+        // the address, which then answers NO_PROPOSAL_CHOSEN.
+        let for_addr = |p: &&Arc<PeerConfig>| {
+            p.remote_addrs.is_empty() || p.remote_addrs.contains(&remote.ip())
+        };
+        let offer = msg.payloads.iter().find_map(|p| match p {
+            crate::wire::Payload::Sa(s) => Some(s),
+            _ => None,
+        });
         let Some(peer) = self
             .sh
             .peers
             .iter()
-            .find(|p| p.remote_addrs.is_empty() || p.remote_addrs.contains(&remote.ip()))
+            .filter(for_addr)
+            .find(|p| {
+                offer.is_some_and(|o| {
+                    crate::ikev2::proposal::select_ike(o, &p.ike_proposals, &[]).is_some()
+                })
+            })
+            .or_else(|| self.sh.peers.iter().find(for_addr))
             .cloned()
         else {
             tracing::info!(peer = %remote, "IKE_SA_INIT from an address no policy covers");
