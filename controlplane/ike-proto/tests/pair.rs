@@ -1634,3 +1634,38 @@ fn responder_picks_policy_by_proposal() {
             .any(|e| e.contains("IkeSaUp") && e.contains("to-a"))
     );
 }
+
+#[test]
+fn child_sa_limit_per_ike_sa() {
+    let (a, b) = psk_peers("k", "k");
+    let bn = Node::with_config(
+        "b",
+        B_IP,
+        vec![b],
+        EndpointConfig {
+            max_children_per_ike_sa: 2,
+            ..EndpointConfig::default()
+        },
+    );
+    let mut p = Pair::new(Node::new("a", A_IP, vec![a]), bn);
+    p.connect();
+    p.run();
+    let sa = p.a.sa();
+    for _ in 0..3 {
+        p.a.ep.create_child(p.now, sa, 0).unwrap();
+        p.run();
+    }
+    assert_tunnel(&p, 2);
+    assert!(
+        p.a.failed_children
+            .iter()
+            .any(|r| r.contains("NO_ADDITIONAL_SAS")),
+        "{:?}",
+        p.a.failed_children
+    );
+    // Rekeying at the limit still works.
+    let c = p.a.children()[0].child;
+    p.a.ep.rekey_child(p.now, c).unwrap();
+    p.run();
+    assert_tunnel(&p, 2);
+}

@@ -550,6 +550,19 @@ impl IkeSa {
         let Some(ni) = f.nonce().map(<[u8]>::to_vec) else {
             return self.respond_error(sh, x, msg_id, NotifyType::INVALID_SYNTAX, Vec::new());
         };
+        // Bound what an authenticated peer can make us install (rekeys replace, so they
+        // are allowed one over the limit).
+        let rekey = f.has(NotifyType::REKEY_SA);
+        let limit = sh.config.max_children_per_ike_sa + usize::from(rekey);
+        if self.children.len() >= limit {
+            tracing::warn!(
+                sa = self.id.0,
+                children = self.children.len(),
+                "child SA limit reached"
+            );
+            sh.stats.p2_remote_act_failure += 1;
+            return self.respond_error(sh, x, msg_id, NotifyType::NO_ADDITIONAL_SAS, Vec::new());
+        }
         let mut old_idx = None;
         if let Some(n) = f.notify(NotifyType::REKEY_SA) {
             let spi = <[u8; 4]>::try_from(n.spi.as_slice())

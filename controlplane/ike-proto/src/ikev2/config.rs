@@ -31,6 +31,8 @@ pub struct EndpointConfig {
     pub half_open_per_peer: usize,
     /// Total IKE SAs (all states) beyond which new IKE_SA_INIT requests are refused.
     pub max_ike_sas: usize,
+    /// Child SAs one IKE SA may hold; a peer asking for more gets NO_ADDITIONAL_SAS.
+    pub max_children_per_ike_sa: usize,
     /// Half-open SAs are removed after this long.
     pub half_open_timeout: Duration,
     /// NAT keepalive interval when this end is behind a NAT (RFC 3948 §4).
@@ -55,6 +57,7 @@ impl Default for EndpointConfig {
             half_open_limit: 1024,
             half_open_per_peer: 32,
             max_ike_sas: 16384,
+            max_children_per_ike_sa: 64,
             half_open_timeout: Duration::from_secs(30),
             nat_keepalive: Duration::from_secs(20),
             nat_t_port: 4500,
