@@ -911,7 +911,13 @@ fn ike_rekey_moves_children() {
     let old_a = p.a.sa();
     let spis_before: Vec<u32> = p.a.children().iter().map(|c| c.inbound.spi).collect();
     p.a.ep.rekey_ike(p.now, old_a).unwrap();
+    // Until the old SA's DELETE is answered it counts as expired.
+    p.run_for(Duration::from_millis(12));
+    let s = p.a.ep.statistics();
+    assert_eq!((s.p1_active, s.p1_expired), (1, 1), "{s:?}");
     p.run();
+    let s = p.a.ep.statistics();
+    assert_eq!((s.p1_active, s.p1_expired, s.p2_active), (1, 0, 1), "{s:?}");
     let new_a = p.a.sa();
     assert_ne!(new_a, old_a);
     assert!(

@@ -474,6 +474,7 @@ impl Endpoint {
         let mut s = self.sh.stats;
         s.p1_active = 0;
         s.p1_in_progress = 0;
+        s.p1_expired = 0;
         s.p2_active = 0;
         s.p2_in_progress = 0;
         for sa in self.sas.values() {
@@ -481,7 +482,9 @@ impl Endpoint {
                 continue;
             }
             if sa.state.is_established() {
-                if !sa.superseded {
+                if sa.superseded {
+                    s.p1_expired += 1;
+                } else {
                     s.p1_active += 1;
                 }
             } else {

@@ -226,7 +226,7 @@ pub struct Statistics {
     pub p1_active: u32,
     /// IKE SAs being negotiated.
     pub p1_in_progress: u32,
-    /// IKE SAs past their lifetime still held for their children.
+    /// IKE SAs replaced by a rekey and not yet deleted (their children already moved).
     pub p1_expired: u32,
     /// IKE SAs we initiated that came up.
     pub p1_local_act_success: u64,
