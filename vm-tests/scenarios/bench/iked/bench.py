@@ -74,6 +74,7 @@ def run_strongswan():
         a = f"192.0.2.{101 + i}"
         conns.append(f"""  c{i} {{
     version = 2
+    mobike = no
     local_addrs = {a}
     remote_addrs = {SUN}
     proposals = aes256gcm16-prfsha256-x25519
@@ -89,11 +90,17 @@ def run_strongswan():
         f.write("connections {\n" + "\n".join(conns) + "\n}\n")
         f.write('secrets {\n  ike-all { secret = "benchmark pre-shared key" }\n}\n')
     env = dict(os.environ, SWANCTL_DIR=d)
+    for stale in ("/run/charon.vici", "/run/charon.pid"):
+        if os.path.exists(stale):
+            os.remove(stale)
     log = open(f"{out}/charon-moon-{run}.log", "w")
     p = subprocess.Popen(["/usr/lib/ipsec/charon"], stderr=log, stdout=log)
-    while not os.path.exists("/run/charon.vici"):
-        time.sleep(0.05)
-    time.sleep(0.2)
+    # charon takes a while to start under TCG; its start is not measured.
+    deadline = time.monotonic() + 180
+    while subprocess.run("swanctl --stats", shell=True, capture_output=True).returncode != 0:
+        if time.monotonic() > deadline:
+            raise SystemExit("charon did not start")
+        time.sleep(0.2)
     sh("swanctl --load-creds --noprompt", env=env)
     t0 = time.monotonic()
     sh("swanctl --load-conns", env=env)
@@ -109,8 +116,8 @@ def run_strongswan():
             states = int(sh("ip xfrm state | grep -c '^src ' || true").strip() or 0)
             if states >= 2 * n:
                 break
-        if time.monotonic() - t0 > 120:
-            raise SystemExit(f"strongswan: only {total - half} of {n} IKE SAs after 120 s")
+        if time.monotonic() - t0 > 300:
+            raise SystemExit(f"strongswan: only {total - half} of {n} IKE SAs after 300 s")
         time.sleep(0.05)
     secs = time.monotonic() - t0
     p.send_signal(signal.SIGTERM)

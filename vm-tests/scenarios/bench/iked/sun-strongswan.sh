@@ -6,6 +6,7 @@ cat > $D/swanctl.conf <<EOT
 connections {
   moons {
     version = 2
+    mobike = no
     local_addrs = 192.0.2.2
     remote_addrs = 192.0.2.0/24
     proposals = aes256gcm16-prfsha256-x25519
