@@ -729,6 +729,8 @@ impl Scenario {
         };
         let default_timeout = match &action {
             Action::Log(_) | Action::Stop(_) => 10.0,
+            // slow starters (charon) on a busy machine
+            Action::Daemon { .. } => 60.0,
             _ => 30.0,
         };
         let label = name.unwrap_or_else(|| {
