@@ -127,6 +127,8 @@ fn run() -> Result<bool, String> {
     for s in [&s500, &s4500] {
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
     }
+    // Tells a test harness the sockets are bound.
+    println!("READY");
     let start = Instant::now();
     if initiate {
         ep.connect(

@@ -6,6 +6,8 @@
 //! other: first as initiator (IKE_SA_INIT + IKE_AUTH with PSK against charon, then an IKE
 //! SA rekey and a DELETE over the new SA), then as responder to charon; and with RSA
 //! certificates and IKE fragmentation in both directions. Needs root, `ip` and charon/swanctl; skips, saying why, otherwise.
+//! The `udp-peer` example must be built: `cargo test -p ike-proto` builds it (a lone
+//! `--test interop_charon` does not).
 #![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
 use std::path::{Path, PathBuf};
@@ -204,6 +206,24 @@ fn udp_peer(ns: &str, proposal: &str, initiate: bool) -> Command {
     c
 }
 
+type Lines = std::io::Lines<std::io::BufReader<std::process::ChildStdout>>;
+
+/// Reads the child's stdout until it says its sockets are bound.
+fn wait_ready(child: &mut std::process::Child) -> Lines {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines.by_ref().any(|l| l.is_ok_and(|l| l == "READY"));
+    assert!(
+        ready,
+        "udp-peer never said READY (could not bind, or a stale build: `cargo test -p ike-proto` builds the example)"
+    );
+    lines
+}
+
+fn rest_of(lines: &mut Lines) -> String {
+    lines.map_while(Result::ok).collect::<Vec<_>>().join("\n")
+}
+
 #[test]
 fn strongswan_psk_both_directions() {
     if let Some(why) = skip_reason() {
@@ -273,11 +293,11 @@ fn strongswan_psk_both_directions() {
 
         // charon initiates, we respond (TS narrowed to charon's /24s).
         n.start_charon(ike, esp);
-        let responder = udp_peer(&n.a, ours, false)
+        let mut responder = udp_peer(&n.a, ours, false)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut lines = wait_ready(&mut responder);
         let vici = format!("unix://{}/charon.vici", n.dir.join(&n.b).display());
         let _ = Command::new("swanctl")
             .args([
@@ -290,8 +310,8 @@ fn strongswan_psk_both_directions() {
                 &vici,
             ])
             .output();
+        let text = rest_of(&mut lines);
         let out = responder.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
             "{ike}: responder failed: {text}\n{}",
@@ -402,12 +422,12 @@ fn strongswan_rsa_certificates_with_fragmentation() {
 
     // charon initiates with certificates; we respond.
     n.start_charon_with(ike, esp, Some((&c.ca, &c.b_cert, &c.b_key)));
-    let responder = udp_peer(&n.a, ours, false)
+    let mut responder = udp_peer(&n.a, ours, false)
         .args(&cert_args)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut lines = wait_ready(&mut responder);
     let vici = format!("unix://{}/charon.vici", n.dir.join(&n.b).display());
     let _ = Command::new("swanctl")
         .args([
@@ -420,8 +440,8 @@ fn strongswan_rsa_certificates_with_fragmentation() {
             &vici,
         ])
         .output();
+    let text = rest_of(&mut lines);
     let out = responder.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
     let log = n.charon_log();
     assert!(out.status.success(), "responder failed: {text}\n{log}");
     assert!(text.contains("SIGNED"), "{text}");
