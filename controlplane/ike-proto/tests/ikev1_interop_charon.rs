@@ -57,15 +57,31 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/ikev1-netns.sh")
 }
 
-/// Two namespaces, charon in `b` (192.0.2.2), our engine in `a` (192.0.2.1).
+/// Namespaces, charon in `charon_ns`, our engine in `ours`.
 struct Lab {
     dir: PathBuf,
-    a: String,
-    b: String,
+    ours: String,
+    charon_ns: String,
+    all: Vec<String>,
+    /// Our address and the peer's, as our engine uses them.
+    addrs: (&'static str, &'static str),
 }
 
 impl Lab {
+    /// Two namespaces joined by a veth pair: ours 192.0.2.1, charon 192.0.2.2 with
+    /// kernel-libipsec.
     fn new(swanctl: &str, extra: &str) -> Self {
+        Self::build(swanctl, extra, None)
+    }
+
+    /// Three namespaces: 10.99.0.2 behind a masquerading router (192.0.2.1), and
+    /// 192.0.2.2. Charon is behind the NAT when `charon_behind_nat`, else we are. Charon
+    /// uses the kernel here, so its NAT detection is real (and its SAs fail to install).
+    fn nat(swanctl: &str, extra: &str, charon_behind_nat: bool) -> Self {
+        Self::build(swanctl, extra, Some(charon_behind_nat))
+    }
+
+    fn build(swanctl: &str, extra: &str, nat: Option<bool>) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}{n}", std::process::id() % 100_000);
@@ -80,16 +96,45 @@ impl Lab {
         std::fs::copy(format!("{PKI}b.pem"), dir.join("x509/b.pem")).unwrap();
         std::fs::copy(format!("{PKI}ca.pem"), dir.join("x509ca/ca.pem")).unwrap();
         std::fs::copy(format!("{PKI}b.key"), dir.join("private/b.key")).unwrap();
-        let lab = Self {
-            dir,
-            a: format!("g1a{tag}"),
-            b: format!("g1b{tag}"),
+        let (a, r, b) = (
+            format!("g1a{tag}"),
+            format!("g1r{tag}"),
+            format!("g1b{tag}"),
+        );
+        let lab = match nat {
+            None => {
+                std::fs::write(dir.join("libipsec"), "").unwrap();
+                Self {
+                    dir,
+                    ours: a.clone(),
+                    charon_ns: b.clone(),
+                    all: vec![a.clone(), b.clone()],
+                    addrs: ("192.0.2.1", "192.0.2.2"),
+                }
+            }
+            Some(behind) => Self {
+                dir,
+                ours: if behind { b.clone() } else { a.clone() },
+                charon_ns: if behind { a.clone() } else { b.clone() },
+                all: vec![a.clone(), r.clone(), b.clone()],
+                addrs: if behind {
+                    ("192.0.2.2", "192.0.2.1")
+                } else {
+                    ("10.99.0.2", "192.0.2.2")
+                },
+            },
         };
-        let up = Command::new("sh")
-            .arg(script())
-            .args(["up", &lab.a, &lab.b])
-            .output()
-            .unwrap();
+        let up = match nat {
+            None => Command::new("sh")
+                .arg(script())
+                .args(["up", &a, &b])
+                .output(),
+            Some(_) => Command::new("sh")
+                .arg(script())
+                .args(["up-nat", &a, &r, &b])
+                .output(),
+        }
+        .unwrap();
         assert!(
             up.status.success(),
             "{}",
@@ -97,7 +142,7 @@ impl Lab {
         );
         let ch = Command::new("sh")
             .arg(script())
-            .args(["charon", lab.dir.to_str().unwrap(), &lab.b])
+            .args(["charon", lab.dir.to_str().unwrap(), &lab.charon_ns])
             .output()
             .unwrap();
         let load = std::fs::read_to_string(lab.dir.join("load.out")).unwrap_or_default();
@@ -118,14 +163,17 @@ impl Lab {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
-    /// Starts the engine in namespace `a`.
+    /// Starts the engine in its namespace (selectors 10.1.0.0/24 <-> 10.2.0.0/24 unless
+    /// `args` names them).
     fn peer(&self, args: &[&str]) -> std::process::Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.a])
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ours])
             .arg(peer_binary())
-            .args(["--local", "192.0.2.1", "--remote", "192.0.2.2"])
-            .args(["--local-ts", "10.1.0.0/24", "--remote-ts", "10.2.0.0/24"])
-            .args(args)
+            .args(["--local", self.addrs.0, "--remote", self.addrs.1]);
+        if !args.contains(&"--local-ts") {
+            c.args(["--local-ts", "10.1.0.0/24", "--remote-ts", "10.2.0.0/24"]);
+        }
+        c.args(args)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap()
@@ -140,7 +188,8 @@ impl Drop for Lab {
     fn drop(&mut self) {
         let _ = Command::new("sh")
             .arg(script())
-            .args(["down", self.dir.to_str().unwrap(), &self.a, &self.b])
+            .args(["down", self.dir.to_str().unwrap()])
+            .args(&self.all)
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -334,4 +383,102 @@ fn delete_both_ways() {
         "{out}\n{log}"
     );
     assert!(log.contains("received DELETE for IKE_SA"), "{log}");
+}
+
+/// charon's connection for the NAT lab: as responder it does not know the initiator's
+/// address in advance (it sees the router's).
+fn nat_conf(aggressive: bool, charon_behind_nat: bool) -> String {
+    let (local, remote, lts, rts) = if charon_behind_nat {
+        ("10.99.0.2", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24")
+    } else {
+        ("192.0.2.2", "%any", "10.2.0.0/24", "10.1.0.0/24")
+    };
+    let (me, them) = if charon_behind_nat {
+        ("a.example.com", "b.example.com")
+    } else {
+        ("b.example.com", "a.example.com")
+    };
+    format!(
+        "connections {{ gk {{ version = 1\n aggressive = {}\n local_addrs = {local}\n remote_addrs = {remote}\n \
+         proposals = aes256-sha256-modp2048\n local {{ auth = psk\n id = {me} }}\n remote {{ auth = psk\n id = {them} }}\n \
+         children {{ gk {{ local_ts = {lts}\n remote_ts = {rts}\n esp_proposals = aes128-sha256\n start_action = none }} }} }} }}\n\
+         secrets {{ ike-1 {{ id-a = a.example.com\n id-b = b.example.com\n secret = \"gatekey-interop-psk\" }} }}\n",
+        if aggressive { "yes" } else { "no" }
+    )
+}
+
+#[test]
+fn nat_traversal_through_a_masquerading_router() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    if !Path::new("/usr/sbin/nft").exists() {
+        eprintln!("skipped: nft not installed (cargo xtask setup installs nftables)");
+        return;
+    }
+    for aggressive in [false, true] {
+        // We are behind the NAT and initiate: both ends see exactly one NAT, on our side.
+        let lab = Lab::nat(&nat_conf(aggressive, false), AGGRESSIVE_PSK, false);
+        let mut args = our_auth("psk");
+        args.extend(["--initiate".into(), "--seconds".into(), "15".into()]);
+        if aggressive {
+            args.push("--aggressive".into());
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (_, out) = wait(lab.peer(&argv));
+        let log = lab.log();
+        assert!(
+            out.contains("NAT local=true remote=false"),
+            "aggressive={aggressive}\n{out}"
+        );
+        assert!(
+            out.contains("local=10.99.0.2:4500 remote=192.0.2.2:4500"),
+            "{out}"
+        );
+        assert!(
+            out.contains("CHILD_SA_UP") && out.contains("encap=true"),
+            "{out}"
+        );
+        assert!(log.contains("remote host is behind NAT"), "{log}");
+        assert!(
+            !log.contains("local host is behind NAT"),
+            "charon wrongly saw itself behind a NAT (aggressive={aggressive}):\n{log}"
+        );
+        drop(lab);
+        // charon is behind the NAT and initiates; we respond.
+        let lab = Lab::nat(&nat_conf(aggressive, true), "", true);
+        let mut args: Vec<String> = vec![
+            "--id".into(),
+            "b.example.com".into(),
+            "--peer-id".into(),
+            "a.example.com".into(),
+            "--psk".into(),
+            "gatekey-interop-psk".into(),
+            "--seconds".into(),
+            "6".into(),
+            "--local-ts".into(),
+            "10.2.0.0/24".into(),
+            "--remote-ts".into(),
+            "10.1.0.0/24".into(),
+        ];
+        if aggressive {
+            args.push("--aggressive".into());
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let peer = lab.peer(&argv);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        // charon cannot install its SAs on the host: the child fails on its side, the IKE
+        // SA and the NAT detection are what this checks.
+        let init = lab.swanctl(&["--initiate", "--child", "gk", "--timeout", "5"]);
+        let (_, out) = wait(peer);
+        let log = lab.log();
+        assert!(
+            out.contains("NAT local=false remote=true"),
+            "aggressive={aggressive}\n{out}\n{init}\n{log}"
+        );
+        assert!(out.contains("IKE_SA_UP"), "{out}");
+        assert!(log.contains("local host is behind NAT"), "{log}");
+        assert!(!log.contains("remote host is behind NAT"), "{log}");
+    }
 }

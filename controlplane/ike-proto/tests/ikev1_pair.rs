@@ -1335,3 +1335,89 @@ fn unused_key_algorithm_is_reported() {
         .unwrap_err();
     assert!(e.to_string().contains("RSA"), "{e}");
 }
+
+#[test]
+fn ipv6_endpoints_and_selectors() {
+    let a = peer_cfg(
+        "to-b",
+        "2001:db8::1",
+        "2001:db8::2",
+        psk("k6"),
+        child("net", "2001:db8:1::/48", "2001:db8:2::/48"),
+    );
+    let b = peer_cfg(
+        "to-a",
+        "2001:db8::2",
+        "2001:db8::1",
+        psk("k6"),
+        child("net", "2001:db8:2::/48", "2001:db8:1::/48"),
+    );
+    let mut p = Pair::new(
+        Node::new("a", "2001:db8::1", vec![V1Peer::new(a)]),
+        Node::new("b", "2001:db8::2", vec![V1Peer::new(b)]),
+    );
+    p.a.ep
+        .connect(
+            p.now,
+            "to-b",
+            "[2001:db8::1]:500".parse().unwrap(),
+            "[2001:db8::2]:500".parse().unwrap(),
+        )
+        .unwrap();
+    p.run();
+    assert_tunnel(&p, 1);
+    assert_eq!(p.b.children()[0].remote_ts, vec![net("2001:db8:1::/48")]);
+    assert_eq!(
+        p.b.ep.ike_sas(p.now)[0].peer_id,
+        Some("2001:db8::1".parse().unwrap())
+    );
+}
+
+#[test]
+fn nat_with_aggressive_mode_and_with_signatures() {
+    // Aggressive mode floats to 4500 with AM3.
+    let (mut a, mut b) = psk_peers("k", "k");
+    aggressive(&mut a);
+    b.v1.aggressive_psk = true;
+    let mut p = Pair::new(Node::new("a", A_IP, vec![a]), Node::new("b", B_IP, vec![b]));
+    p.nat = true;
+    p.connect();
+    p.run();
+    assert_tunnel(&p, 1);
+    assert_eq!(p.b.ep.ike_sas(p.now)[0].nat, (false, true));
+    let am3 = p
+        .sent
+        .iter()
+        .filter(|(_, t)| ike_header(t).is_some_and(|h| h.exchange == ExchangeType::AGGRESSIVE))
+        .nth(2)
+        .unwrap();
+    assert_eq!(am3.1.remote.port(), 4500);
+    assert_eq!(&am3.1.data[..4], &[0, 0, 0, 0]);
+    // Main mode with RSA signatures through the same NAT.
+    let mut p = rsa_pair(verifier(), verifier());
+    p.nat = true;
+    p.connect();
+    p.run();
+    assert_tunnel(&p, 1);
+    assert!(p.b.children()[0].encap.is_some());
+}
+
+#[test]
+fn phase_1_expires_when_the_peer_is_gone() {
+    // The rekey cannot reach the peer: the SA ends at its lifetime and its children go.
+    let (mut a, b) = psk_peers("k", "k");
+    a.peer.ike_lifetime = Duration::from_secs(300);
+    a.peer.rekey_margin = Duration::from_secs(60);
+    let mut p = Pair::new(Node::new("a", A_IP, vec![a]), Node::new("b", B_IP, vec![b]));
+    p.connect();
+    p.run();
+    assert_tunnel(&p, 1);
+    p.filter = Box::new(|t, _| u8::from(t.local.ip().to_string() == B_IP));
+    p.run_for(Duration::from_secs(400));
+    assert!(p.a.children().is_empty(), "{:#?}", p.a.events);
+    assert!(p.a.live_sas().is_empty());
+    assert!(
+        p.a.stats().p1_local_act_failure >= 1,
+        "the rekey attempt failed"
+    );
+}

@@ -1122,11 +1122,13 @@ impl IsakmpSa {
     }
 
     fn send_am3(&mut self, sh: &mut Shared, now: Instant, proof: Vec<Payload>) -> Step {
+        // AM3 already goes to the NAT-T port when a NAT was seen, and its NAT-D payloads
+        // hash the addresses it travels with (what strongSwan sends and expects).
+        self.float(sh);
         let mut payloads = self.cert_payloads();
         payloads.extend(proof);
         payloads.extend(self.natd_payloads()?);
         payloads.extend(self.initial_contact());
-        self.float(sh);
         let (msg, next) = self.seal(ExchangeType::AGGRESSIVE, 0, &payloads, &self.iv)?;
         self.iv = next;
         self.send_flight(sh, Flight::reply(msg, now));
@@ -1163,6 +1165,8 @@ impl IsakmpSa {
             return Err(f);
         }
         self.iv = next_iv;
+        // NAT-D in AM3 hash the addresses AM3 itself travelled with (port 4500 after a
+        // move).
         self.follow(sh, local, remote);
         self.check_natd(sh, &payloads)?;
         if Find(&payloads)
