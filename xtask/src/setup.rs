@@ -44,6 +44,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "strongswan-charon",
     "strongswan-swanctl",
     "strongswan-pki",
+    // GCM, X25519 and the other algorithms charon needs for the interop tests
+    "libstrongswan-standard-plugins",
+    "libstrongswan-extra-plugins",
     // benchmarks
     "hyperfine",
 ];
