@@ -556,6 +556,14 @@ fn main_mode_psk_happy_path() {
     assert_eq!(info[0].state, "DONE");
     assert_eq!(info[0].peer_id, Some(B_IP.parse::<Identity>().unwrap()));
     assert_eq!(info[0].children.len(), 1);
+    // Default phase 1 lifetime 4 h, rekeyed 9 min before.
+    let (age, expires, rekey) = (
+        info[0].age.unwrap(),
+        info[0].expires_in.unwrap(),
+        info[0].rekey_in.unwrap(),
+    );
+    assert_eq!(age + expires, Duration::from_secs(4 * 3600));
+    assert_eq!(expires - rekey, Duration::from_secs(540));
     // IKEv1 handles never collide with IKEv2 ones (those count from 1).
     assert!(info[0].id.0 > 1 << 60);
 }

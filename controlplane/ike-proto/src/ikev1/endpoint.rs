@@ -45,8 +45,12 @@ pub struct V1SaInfo {
     pub algorithms: Option<(EncrAlg, HashAlg, DhGroup, P1Auth)>,
     /// Negotiated lifetime.
     pub lifetime: Duration,
-    /// Seconds since phase 1 completed.
+    /// Time since phase 1 completed.
     pub age: Option<Duration>,
+    /// Time until the SA is replaced by a new phase 1 (`LifetimeRefresh`), if scheduled.
+    pub rekey_in: Option<Duration>,
+    /// Time until the SA expires (`LifetimeExpires`), if established.
+    pub expires_in: Option<Duration>,
     /// Child SAs.
     pub children: Vec<V1ChildInfo>,
 }
@@ -542,6 +546,8 @@ impl Endpoint {
                     .map(|c| (c.prop.encr, c.prop.hash, c.prop.dh, c.auth)),
                 lifetime: s.lifetime,
                 age: s.established_at.map(|t| now.saturating_duration_since(t)),
+                rekey_in: s.rekey_at.map(|t| t.saturating_duration_since(now)),
+                expires_in: s.expire_at.map(|t| t.saturating_duration_since(now)),
                 children: s
                     .children
                     .iter()
