@@ -1129,6 +1129,43 @@ impl Stack {
                     gatekey_config::ike_policy::AuthMethod::DigitalSignature => "DigitalSignature",
                 });
                 let lifetime = offer.map(|o| o.lifetime_proposed * 60);
+                // Our identity as configured (else our address); the peer's
+                // type from its configured identity, else from what it sent.
+                let local_id = rule.and_then(|r| r.local.effective_identity()).or_else(|| {
+                    t.local.map(|l| gatekey_config::ike_policy::Identity {
+                        kind: gatekey_config::ike_policy::IdType::IpAddr,
+                        value: l.ip().to_string(),
+                    })
+                });
+                let remote_id = rule
+                    .and_then(|r| r.remote.effective_identity())
+                    .or_else(|| {
+                        t.peer_id
+                            .as_ref()
+                            .map(|p| gatekey_config::ike_policy::Identity {
+                                kind: if p.parse::<IpAddr>().is_ok() {
+                                    gatekey_config::ike_policy::IdType::IpAddr
+                                } else if p.contains('=') {
+                                    gatekey_config::ike_policy::IdType::X500dn
+                                } else if p.contains('@') {
+                                    gatekey_config::ike_policy::IdType::UserFqdn
+                                } else {
+                                    gatekey_config::ike_policy::IdType::Fqdn
+                                },
+                                value: p.clone(),
+                            })
+                    });
+                let id_type = |k: gatekey_config::ike_policy::IdType| {
+                    use gatekey_config::ike_policy::IdType as C;
+                    match k {
+                        C::IpAddr if remote.is_ipv6() => rec::IdType::Ipv6Addr,
+                        C::IpAddr => rec::IdType::Ipv4Addr,
+                        C::Fqdn => rec::IdType::Fqdn,
+                        C::UserFqdn => rec::IdType::UserFqdn,
+                        C::X500dn => rec::IdType::DerAsn1Dn,
+                        C::KeyId => rec::IdType::KeyId,
+                    }
+                };
                 IkeTunnelRecord {
                     tunnel_id: format!("K{}", t.k),
                     generation: t.generation,
@@ -1138,11 +1175,11 @@ impl Stack {
                     key_exchange_action_name: rule.map(|r| r.action.name.clone()),
                     local_endpoint: local.ip(),
                     local_port: local.port(),
-                    local_id_type: None,
-                    local_id: None,
+                    local_id_type: local_id.as_ref().map(|i| id_type(i.kind)),
+                    local_id: local_id.map(|i| i.value),
                     remote_endpoint: remote.ip(),
                     remote_port: remote.port(),
-                    remote_id_type: None,
+                    remote_id_type: remote_id.as_ref().map(|i| id_type(i.kind)),
                     remote_id: t.peer_id.clone(),
                     state: if t.up {
                         rec::IkeState::Done

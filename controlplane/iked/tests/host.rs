@@ -657,6 +657,15 @@ fn ikev2_psk_between_two_iked_instances() {
         ("K1", "DONE", "Initiator")
     );
     assert_eq!(ka[0].remote_id.as_deref(), Some("192.0.2.2"));
+    assert_eq!(
+        ka[0].remote_id_type.map(|t| t.display()),
+        Some("ID_IPV4_ADDR")
+    );
+    assert_eq!(ka[0].local_id.as_deref(), Some("192.0.2.1"));
+    assert_eq!(
+        ka[0].local_authentication_method.as_deref(),
+        Some("PresharedKey")
+    );
     let kb = ike_tunnels(&mut cb, &tb);
     assert_eq!(
         (kb[0].role.display(), kb[0].initiator_spi),
