@@ -10,10 +10,12 @@
 //!   with a deadline; a request whose connection is lost is sent again on the
 //!   next connection before its deadline (every request type is idempotent),
 //!   and answered exactly once.
-//! - Primary/backup failover: on a failed attempt or a lost connection the
-//!   client retries the same server every NssWaitLimit seconds (the first
-//!   retry at once) up to NssWaitRetries attempts, then switches to the
-//!   other server; round-robin while both are down; all in a background task.
+//! - Primary/backup failover: after a lost connection the client tries the
+//!   same server again at once, after a failed attempt it waits NssWaitLimit
+//!   seconds; after NssWaitRetries failed attempts it switches to the other
+//!   server; round-robin while both are down; all in a background task.
+//! - [`config_from_iked`] builds the configuration from iked.conf's
+//!   IkeConfig and NssStackConfig.
 //! - Remote management: routed NMI requests go to the [`MgmtHandler`] the
 //!   daemon provides; its answer goes back to the server.
 //! - [`NssClient::status`] is the state `ipsec -w` shows
@@ -820,4 +822,82 @@ async fn attempt(
         &failure,
     )
     .await
+}
+
+/// The client configuration of one NSS client stack from iked.conf: the
+/// IkeConfig NetworkSecurityServer(Backup) (with Port and Identity),
+/// NssWaitLimit and NssWaitRetries, and the stack's NssStackConfig
+/// (ClientName or `<SYSNAME>_<stack>`, ServiceType, UserId, AuthBy with
+/// Password or PassTicketKeyFile). `trust_anchors` are the DER CA
+/// certificates that may issue the NSS servers' TLS certificates (iked takes
+/// them from its keyring).
+pub fn config_from_iked(
+    ike: &gatekey_config::iked_conf::IkeConfig,
+    stack: &gatekey_config::iked_conf::NssStackConfig,
+    system_name: &str,
+    trust_anchors: Vec<Vec<u8>>,
+) -> Result<ClientConfig, Error> {
+    use gatekey_config::iked_conf::{AuthBy, IdentityType, NssServer, ServiceType};
+    let credentials = match stack.auth_by {
+        AuthBy::Password => Credentials::Password(Secret::from_slice(
+            stack
+                .password
+                .as_ref()
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "NssStackConfig {}: AuthBy Password needs Password",
+                        stack.stack
+                    ))
+                })?
+                .expose(),
+        )),
+        AuthBy::PassTicket => {
+            let f = stack.passticket_key_file.as_ref().ok_or_else(|| {
+                Error::Config(format!(
+                    "NssStackConfig {}: AuthBy PassTicket needs PassTicketKeyFile",
+                    stack.stack
+                ))
+            })?;
+            Credentials::passticket(read_passticket_key(f)?)
+        }
+    };
+    let spec = |s: &NssServer| -> Result<ServerSpec, Error> {
+        let identity = match &s.identity {
+            None => None,
+            Some(i) => Some(match i.kind {
+                IdentityType::IpAddr => Identity::IpAddr(i.value.parse().map_err(|_| {
+                    Error::Config(format!("Identity IpAddr {:?} is not an address", i.value))
+                })?),
+                IdentityType::Fqdn => Identity::Fqdn(i.value.clone()),
+                IdentityType::UserAtFqdn => Identity::UserAtFqdn(i.value.clone()),
+                IdentityType::X500dn => Identity::X500dn(i.value.clone()),
+            }),
+        };
+        Ok(ServerSpec {
+            host: s.host.clone(),
+            port: s.port,
+            identity,
+        })
+    };
+    let mut services = Services::NONE;
+    for s in &stack.services {
+        services = services.with(match s {
+            ServiceType::Cert => Services::CERT,
+            ServiceType::RemoteMgmt => Services::REMOTE_MGMT,
+        });
+    }
+    let mut c = ClientConfig::new(
+        &stack.stack,
+        &stack.client_name(system_name),
+        system_name,
+        &stack.user_id,
+        credentials,
+    );
+    c.services = services;
+    c.primary = ike.nss.as_ref().map(spec).transpose()?;
+    c.backup = ike.nss_backup.as_ref().map(spec).transpose()?;
+    c.wait_limit = Duration::from_secs(u64::from(ike.nss_wait_limit.max(1)));
+    c.wait_retries = ike.nss_wait_retries.max(1);
+    c.trust_anchors = trust_anchors;
+    Ok(c)
 }

@@ -100,7 +100,11 @@ impl Session {
             tracing::error!(error = %e, "cannot encode an NSS request");
             Lost
         })?;
-        self.tx.send(bytes).await.map_err(|_| Lost)?;
+        if self.tx.send(bytes).await.is_err() {
+            // The writer is gone: the session is over (the reader will see it too).
+            self.end("the connection's writer stopped".into());
+            return Err(Lost);
+        }
         self.last_tx.store(unix_now(), Ordering::Relaxed);
         rx.await.map_err(|_| Lost)
     }

@@ -146,3 +146,30 @@ async fn retries_every_wait_limit_then_switches() {
         .unwrap_err();
     assert_eq!(e, Error::Shutdown);
 }
+
+#[test]
+fn configuration_from_iked_conf() {
+    let conf = gatekey_config::iked_conf::parse(
+        "iked.conf",
+        "IkeConfig {\n NetworkSecurityServer 10.1.1.1 Port 4160 Identity Fqdn nss.example\n NetworkSecurityServerBackup nss2.example\n NssWaitLimit 5\n NssWaitRetries 4\n}\nNssStackConfig stack1 {\n ServiceType Cert\n ServiceType RemoteMgmt\n UserId a1s1\n AuthBy Password\n Password secret\n}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let stack = conf.nss_stacks.get("stack1").unwrap();
+    let c = nss_client::config_from_iked(&conf.ike, stack, "SYSTEMA", vec![vec![1]]).unwrap();
+    assert_eq!(c.client_name, "SYSTEMA_stack1");
+    assert_eq!(c.user_id, "a1s1");
+    assert_eq!(
+        c.services,
+        nss_client::Services::CERT.with(nss_client::Services::REMOTE_MGMT)
+    );
+    let p = c.primary.unwrap();
+    assert_eq!((p.host.as_str(), p.port), ("10.1.1.1", 4160));
+    assert_eq!(p.identity, Some(Identity::Fqdn("nss.example".into())));
+    let b = c.backup.unwrap();
+    assert_eq!(
+        (b.host.as_str(), b.port, b.identity),
+        ("nss2.example", 4159, None)
+    );
+    assert_eq!((c.wait_limit, c.wait_retries), (Duration::from_secs(5), 4));
+    assert!(matches!(c.credentials, Credentials::Password(ref p) if p.ct_eq(b"secret")));
+}
