@@ -257,7 +257,14 @@ fn control(
 
 /// Run as uid/gid 65534: the test binary re-executes itself in client mode.
 fn call_as_nobody(sock: &Path, target: &str, control: bool) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
+    // A copy in the temporary directory: the build directory may not be
+    // reachable for uid 65534 (e.g. a checkout under /root).
+    let exe = std::env::temp_dir().join(format!("iked-host-nobody-{}", std::process::id()));
+    if !exe.exists() {
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new(&exe)
         .args([
             "--exact",
             "nobody_client",
@@ -427,6 +434,9 @@ fn nmi_manual_tunnels_and_authorization() {
     iked.wait_log("EZD0905I");
     assert_eq!(call_as_nobody(&sock, &ns.0, false), "RESULT ok");
     assert_eq!(call_as_nobody(&sock, &ns.0, true), "RESULT rc=13");
+    let _ = std::fs::remove_file(
+        std::env::temp_dir().join(format!("iked-host-nobody-{}", std::process::id())),
+    );
 
     // A refresh with an error is rejected whole; the running configuration stays.
     std::fs::write(
