@@ -90,6 +90,12 @@ fn target(s: &str) -> Target {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_info_routing_and_refusals() {
+    if !nix::unistd::geteuid().is_root() {
+        // The test relies on the NMI rule "uid 0 is permitted where no
+        // profile matches" (docs/nmi-protocol.md §7); CI runs as root.
+        println!("skipped: the NMI authorization test must run as root");
+        return;
+    }
     let _ = traces();
     let env = Env::new();
     let sock = env.tmp.path().join("run/nss");
