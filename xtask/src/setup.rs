@@ -95,7 +95,7 @@ fn step(name: &str, f: impl FnOnce() -> Result<bool>) -> Result<()> {
             Ok(())
         }
         Ok(false) => {
-            println!("setup: {name}: already done");
+            println!("setup: {name}: already done ({})", util::secs(t.elapsed()));
             Ok(())
         }
         Err(e) => Err(fail!("setup step `{name}` failed: {e}")),
@@ -361,6 +361,17 @@ fn kernel_package(apt: &mut Apt) -> Result<String> {
 fn guest_kernel(apt: &mut Apt) -> Result<bool> {
     let dir = Kernel::dir();
     let current = dir.join("current");
+    // Fastest path: the cached kernel is newer than apt's package lists, so
+    // apt cannot name another one (asking apt-cache costs seconds).
+    if let Ok(k) = Kernel::installed() {
+        use std::os::unix::fs::MetadataExt;
+        let stamp = fs::metadata(k.root.join(".complete")).map(|m| m.ctime());
+        if let (Ok(stamp), Some(lists)) = (stamp, newest_apt_list())
+            && stamp >= lists
+        {
+            return Ok(false);
+        }
+    }
     // Fast path: a complete kernel is cached and apt still names it.
     let pkg = kernel_package(apt)?;
     let root = dir.join(&pkg);
@@ -418,6 +429,18 @@ fn guest_kernel(apt: &mut Apt) -> Result<bool> {
     std::os::unix::fs::symlink(&pkg, &current).ctx(|| format!("linking {}", current.display()))?;
     let _ = fs::remove_dir_all(&dl);
     Ok(true)
+}
+
+/// When apt's package lists last changed on this machine (ctime: apt sets
+/// the mtime to the server's).
+fn newest_apt_list() -> Option<i64> {
+    use std::os::unix::fs::MetadataExt;
+    fs::read_dir("/var/lib/apt/lists")
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("_Packages"))
+        .filter_map(|e| e.metadata().map(|m| m.ctime()).ok())
+        .max()
 }
 
 /// Decompress the kernel inside a bzImage (xz, as Debian builds it) into an
