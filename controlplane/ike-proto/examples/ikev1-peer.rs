@@ -5,7 +5,8 @@
 //!            (--psk SECRET | --cert CERT.pem --key KEY.pem --ca CA.pem)
 //!            [--initiate] [--aggressive] [--seconds 20] [--pfs GROUP]
 //!            [--local-ts 10.1.0.0/24 --remote-ts 10.2.0.0/24] [--dpd SECONDS]
-//!            [--until up | deleted] [--delete-after SECONDS]
+//!            [--retries N] [--init-wait SECONDS]
+//!            [--until up | deleted | forever] [--delete-after SECONDS] [--install]
 //! ```
 //!
 //! Binds UDP 500 and 4500 on `--local` and drives an [`ike_proto::ikev1::Endpoint`]:
@@ -14,7 +15,12 @@
 //! when the `--until` condition holds: `up` (default: the ISAKMP SA and, when initiating,
 //! the child SA are up) or `deleted` (the peer deleted the ISAKMP SA after a child was up).
 //! With `--delete-after N` it deletes its ISAKMP SA N seconds after the child came up and
-//! exits 0 once the DELETE is sent.
+//! exits 0 once the DELETE is sent. `--until forever` keeps running for `--seconds` and
+//! exits 0 if a child SA came up.
+//!
+//! `--install` (for VM scenarios with a kernel that has ESP) installs each child SA and its
+//! tunnel-mode policies with `ip xfrm` and removes them on deletion — a stand-in for iked,
+//! without UDP encapsulation (a NAT needs iked's encapsulation socket).
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::ExitCode;
@@ -30,7 +36,105 @@ use ike_proto::ikev1::{Endpoint, ExchangeMode, V1Peer};
 use ike_proto::ikev2::{
     ChildConfig, ChildProposal, EndpointConfig, Event, LocalAuth, PeerConfig, RemoteAuth, ts,
 };
-use ike_proto::wire::DhGroup;
+use ike_proto::ikev2::{InstallChildSa, SaKeys};
+use ike_proto::wire::{DhGroup, TrafficSelector};
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `a/len` when the selector is one prefix.
+fn cidr(ts: &TrafficSelector) -> Option<String> {
+    let TrafficSelector::Range { start, end, .. } = ts else {
+        return None;
+    };
+    let (s, e, bits) = match (start, end) {
+        (IpAddr::V4(s), IpAddr::V4(e)) => {
+            (u128::from(u32::from(*s)), u128::from(u32::from(*e)), 32u32)
+        }
+        (IpAddr::V6(s), IpAddr::V6(e)) => (u128::from(*s), u128::from(*e), 128u32),
+        _ => return None,
+    };
+    let host = e ^ s;
+    if host.checked_add(1).is_some_and(|x| !x.is_power_of_two()) || s & host != 0 {
+        return None;
+    }
+    let len = bits - (128 - host.leading_zeros()).min(bits);
+    Some(format!("{start}/{len}"))
+}
+
+fn ip(args: &[String]) -> bool {
+    match std::process::Command::new("ip").args(args).status() {
+        Ok(s) if s.success() => true,
+        other => {
+            println!("IP_FAILED ip {} ({other:?})", args.join(" "));
+            false
+        }
+    }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn state_args(c: &InstallChildSa, k: &SaKeys, src: IpAddr, dst: IpAddr) -> Vec<String> {
+    let (src, dst, spi) = (src.to_string(), dst.to_string(), format!("{:#010x}", k.spi));
+    let mut v = strings(&[
+        "xfrm", "state", "add", "src", &src, "dst", &dst, "proto", "esp", "spi", &spi, "reqid",
+        "1", "mode", "tunnel",
+    ]);
+    match c.integ {
+        None => v.extend([
+            "aead".into(),
+            c.encr.kernel_name().into(),
+            format!("0x{}", hex(k.encr_key.expose())),
+            "128".into(),
+        ]),
+        Some(i) => v.extend([
+            "enc".into(),
+            c.encr.kernel_name().into(),
+            format!("0x{}", hex(k.encr_key.expose())),
+            "auth-trunc".into(),
+            i.kernel_name().into(),
+            format!("0x{}", hex(k.integ_key.expose())),
+            (i.icv_len() * 8).to_string(),
+        ]),
+    }
+    v
+}
+
+fn install(c: &InstallChildSa) {
+    let (l, r) = (c.local.ip(), c.remote.ip());
+    ip(&state_args(c, &c.inbound, r, l));
+    ip(&state_args(c, &c.outbound, l, r));
+    let (Some(lts), Some(rts)) = (
+        c.local_ts.first().and_then(cidr),
+        c.remote_ts.first().and_then(cidr),
+    ) else {
+        println!("IP_FAILED selectors are not prefixes");
+        return;
+    };
+    let (ls, rs) = (l.to_string(), r.to_string());
+    for (dir, src, dst, ts, td) in [
+        ("out", &lts, &rts, &ls, &rs),
+        ("in", &rts, &lts, &rs, &ls),
+        ("fwd", &rts, &lts, &rs, &ls),
+    ] {
+        ip(&strings(&[
+            "xfrm", "policy", "update", "src", src, "dst", dst, "dir", dir, "tmpl", "src", ts,
+            "dst", td, "proto", "esp", "reqid", "1", "mode", "tunnel",
+        ]));
+    }
+}
+
+fn uninstall(local: IpAddr, remote: IpAddr, spi_in: u32, spi_out: u32) {
+    for (src, dst, spi) in [(remote, local, spi_in), (local, remote, spi_out)] {
+        let (src, dst, spi) = (src.to_string(), dst.to_string(), format!("{spi:#010x}"));
+        ip(&strings(&[
+            "xfrm", "state", "delete", "src", &src, "dst", &dst, "proto", "esp", "spi", &spi,
+        ]));
+    }
+}
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -63,6 +167,7 @@ fn run() -> Result<bool, String> {
         .map_or(Ok(20), |s| s.parse())
         .map_err(|e| format!("--seconds: {e}"))?;
     let initiate = flag("--initiate");
+    let do_install = flag("--install");
     let until = arg(&args, "--until").unwrap_or_else(|| "up".into());
     let delete_after: Option<u64> = arg(&args, "--delete-after")
         .map(|s| s.parse())
@@ -126,7 +231,14 @@ fn run() -> Result<bool, String> {
         v1.v1.initiate = ExchangeMode::Aggressive;
         v1.v1.aggressive_psk = true;
     }
-    let mut ep = Endpoint::new(EndpointConfig::default());
+    let mut config = EndpointConfig::default();
+    if let Some(r) = arg(&args, "--retries") {
+        config.retries = r.parse().map_err(|e| format!("--retries: {e}"))?;
+    }
+    if let Some(w) = arg(&args, "--init-wait") {
+        config.init_wait = Duration::from_secs(w.parse().map_err(|e| format!("--init-wait: {e}"))?);
+    }
+    let mut ep = Endpoint::new(config);
     ep.set_peers(vec![v1]);
     let unix = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -153,6 +265,9 @@ fn run() -> Result<bool, String> {
     loop {
         let now = Instant::now();
         if now.duration_since(start) > Duration::from_secs(seconds) {
+            if until == "forever" {
+                return Ok(child_up);
+            }
             println!("TIMEOUT");
             return Ok(false);
         }
@@ -201,6 +316,9 @@ fn run() -> Result<bool, String> {
                     ike_up = true;
                 }
                 Event::InstallChildSa(c) => {
+                    if do_install {
+                        install(&c);
+                    }
                     println!(
                         "CHILD_SA_UP spi_in={:08x} spi_out={:08x} encr={:?} integ={:?} encap={} hard={}",
                         c.inbound.spi,
@@ -214,8 +332,13 @@ fn run() -> Result<bool, String> {
                     child_at = Some(now);
                 }
                 Event::ChildSaFailed { reason, .. } => println!("CHILD_SA_FAILED {reason}"),
-                Event::DeleteChildSa { spi_in, .. } => {
-                    println!("CHILD_SA_DELETED spi_in={spi_in:08x}")
+                Event::DeleteChildSa {
+                    spi_in, spi_out, ..
+                } => {
+                    if do_install {
+                        uninstall(local, remote, spi_in, spi_out);
+                    }
+                    println!("CHILD_SA_DELETED spi_in={spi_in:08x}");
                 }
                 Event::IkeSaDown { reason, .. } => {
                     println!("IKE_SA_DOWN {reason:?}");

@@ -122,8 +122,8 @@ pub struct V1Options {
     /// test PSK guesses offline at leisure (a dictionary attack). Main mode does not expose
     /// anything keyed by the PSK to an unauthenticated party.
     pub aggressive_psk: bool,
-    /// Phase 1 offers in preference order; empty: derived from the policy's IKEv2 proposals
-    /// (their CBC suites, hash = PRF hash), or [`default_p1_proposals`] if none fits.
+    /// Phase 1 offers in preference order; empty: the CBC suites of the policy's IKEv2
+    /// proposals (hash = the PRF's hash) followed by [`default_p1_proposals`].
     pub proposals: Vec<P1Proposal>,
     /// How long a rekeyed child SA stays installed after its replacement, so packets in
     /// flight on the old SA still arrive (make-before-break).
@@ -163,7 +163,7 @@ impl V1Peer {
     /// The phase 1 offers this policy makes and accepts, legacy ones removed unless the
     /// policy allows them.
     pub fn p1_proposals(&self) -> Vec<P1Proposal> {
-        let mut v = if self.v1.proposals.is_empty() {
+        let mut v: Vec<P1Proposal> = if self.v1.proposals.is_empty() {
             self.peer
                 .ike_proposals
                 .iter()
@@ -173,15 +173,18 @@ impl V1Peer {
                     hash: HashAlg::from_prf(s.prf),
                     dh: s.dh,
                 })
+                .chain(default_p1_proposals())
                 .collect()
         } else {
             self.v1.proposals.clone()
         };
-        if v.is_empty() {
-            v = default_p1_proposals();
-        }
         v.retain(|p| p.is_supported() && (self.peer.allow_legacy || !p.is_legacy()));
-        v.dedup();
+        let mut seen = Vec::with_capacity(v.len());
+        v.retain(|p| {
+            let fresh = !seen.contains(p);
+            seen.push(*p);
+            fresh
+        });
         v
     }
 }
