@@ -3,7 +3,7 @@
 //! request at a time), against in-process signing with the same library
 //! (ike-proto's LocalSigner, the same key) at the same concurrency and with
 //! the same one-signature-per-core limit, measured in the same run. Prints
-//! `BENCH nss-sign clients=<n> per_s=<r> local_per_s=<l> ratio=<r/l> p50_ms=<x> p99_ms=<y>`.
+//! `BENCH nss-sign clients=<n> per_s=<r> local_per_s=<l> ratio=<r/l> p99_ms=<x> p50_ms=<y> …`.
 //!
 //! The two are measured in interleaved slices (`--rounds R` of `--slice S`
 //! seconds each, default 5 × 1 s) so that background load hits both alike;
@@ -278,10 +278,10 @@ fn main() {
         lat.sort();
         let (r, l) = (median(&mut remote), median(&mut local));
         println!(
-            "BENCH nss-sign clients={n} per_s={r:.0} local_per_s={l:.0} ratio={:.3} p50_ms={:.2} p99_ms={:.2} rounds={rounds} median_pair_ratio={:.3}",
+            "BENCH nss-sign clients={n} per_s={r:.0} local_per_s={l:.0} ratio={:.3} p99_ms={:.2} p50_ms={:.2} rounds={rounds} median_pair_ratio={:.3}",
             r / l,
-            percentile(&lat, 0.50),
             percentile(&lat, 0.99),
+            percentile(&lat, 0.50),
             median(&mut ratios)
         );
     }
