@@ -202,6 +202,9 @@ pub struct SaArgs {
     /// Mark value/mask (VALUE/MASK).
     #[arg(long)]
     pub mark: Option<String>,
+    /// Sequence number of the ACQUIRE this SA answers (replaces the kernel's larval SA).
+    #[arg(long, default_value_t = 0)]
+    pub acquire_seq: u32,
 }
 
 pub fn parse_mark(s: &str) -> Result<Mark> {
@@ -236,6 +239,7 @@ impl SaArgs {
             .replay_window(self.replay_window)
             .esn(self.esn)
             .allow_legacy(self.legacy)
+            .acquire_seq(self.acquire_seq)
             .lifetimes(Lifetimes {
                 soft: LifetimeLimits {
                     bytes: self.soft_bytes,
@@ -362,7 +366,7 @@ impl PolicyArgs {
 pub fn sa_line(i: &SaInfo) -> String {
     let sa = &i.sa;
     format!(
-        "sa src {} dst {} proto {} spi {} reqid {} mode {:?} bytes {} packets {} replay_fail {} integrity_fail {} oseq {} seq {} alg {}",
+        "sa src {} dst {} proto {} spi {} reqid {} mode {:?} bytes {} packets {} replay_fail {} integrity_fail {} oseq {} seq {} alg {}{}",
         sa.src,
         sa.dst,
         sa.proto(),
@@ -376,6 +380,8 @@ pub fn sa_line(i: &SaInfo) -> String {
         i.replay.as_ref().map_or(0, |r| r.oseq),
         i.replay.as_ref().map_or(0, |r| r.seq),
         crypto_name(&sa.crypto),
+        sa.encap
+            .map_or(String::new(), |e| format!(" encap {}:{}", e.sport, e.dport)),
     )
 }
 
