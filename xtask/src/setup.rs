@@ -47,6 +47,8 @@ pub const APT_PACKAGES: &[&str] = &[
     // GCM, X25519 and the other algorithms charon needs for the interop tests
     "libstrongswan-standard-plugins",
     "libstrongswan-extra-plugins",
+    // kernel-libipsec: charon's user-space ESP for the IKEv1 interop tests on the host
+    "libcharon-extra-plugins",
     // benchmarks
     "hyperfine",
 ];
