@@ -286,6 +286,7 @@ impl Daemon {
                         self.stop_stack(&name);
                         self.start_stack(setup.clone(), new.iked.ike.clone()).await;
                     } else if let Some(running) = self.stacks.get_mut(&name) {
+                        let old_policy = running.setup.policy.get().cloned();
                         running.setup = setup.clone();
                         log_policy(&running.setup);
                         let live = running.live_sa_ids();
@@ -295,6 +296,7 @@ impl Daemon {
                             r.adopted, r.installed, r.removed, r.stale_sas
                         );
                         running.configure_ike(&new.iked.ike);
+                        running.renegotiate_changed(old_policy.as_deref());
                         auto_activate(running).await;
                     }
                     out.changed.push(name);

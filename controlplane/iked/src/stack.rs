@@ -739,6 +739,64 @@ impl Stack {
         }
     }
 
+    /// After a refresh: tunnels whose rules were removed or changed are
+    /// taken down (their replacements come up by AutoActivate, on demand
+    /// or by command with the new settings); unchanged ones are untouched.
+    pub fn renegotiate_changed(&mut self, old: Option<&gatekey_config::ike_policy::IkePolicy>) {
+        let now = Instant::now();
+        let new = self.setup.policy.get().cloned();
+        let name = self.setup.name().to_owned();
+        let Some(drv) = &mut self.ike else { return };
+        // Compare settings, not where they are written in the file.
+        let dyn_changed = |rule: &str| {
+            let before = old.and_then(|p| p.dyn_rule(rule)).map(unplaced_dyn);
+            let after = new
+                .as_deref()
+                .and_then(|p| p.dyn_rule(rule))
+                .map(unplaced_dyn);
+            after.is_none() || before != after
+        };
+        let ker_changed = |rule: &str| {
+            let find = |p: &gatekey_config::ike_policy::IkePolicy| {
+                p.key_exchange_rules
+                    .iter()
+                    .find(|k| k.name == rule)
+                    .map(unplaced_ker)
+            };
+            let before = old.and_then(find);
+            let after = new.as_deref().and_then(find);
+            after.is_none() || before != after
+        };
+        // An IKE SA keeps the configuration it was negotiated with, so a
+        // changed LocalDynVpnRule takes its IKE SA down too: both come back
+        // with the new settings.
+        let mut down: Vec<(IkeSaId, String)> = Vec::new();
+        for (id, t) in &drv.ike {
+            if ker_changed(&t.rule) {
+                down.push((
+                    *id,
+                    format!(
+                        "KeyExchangeRule {} changed or removed; IKE tunnel K{} is deleted",
+                        t.rule, t.k
+                    ),
+                ));
+            }
+        }
+        for c in drv.children.values() {
+            if !c.expired && dyn_changed(&c.rule) && !down.iter().any(|(sa, _)| *sa == c.ike_sa) {
+                let k = drv.ike.get(&c.ike_sa).map_or(0, |t| t.k);
+                down.push((
+                    c.ike_sa,
+                    format!("LocalDynVpnRule {} changed or removed; dynamic tunnel Y{} and IKE tunnel K{k} are deleted", c.rule, c.y),
+                ));
+            }
+        }
+        for (sa, why) in down {
+            info!("EZD0941I Stack {name}: {why}");
+            let _ = drv.endpoint.delete_ike(now, sa);
+        }
+    }
+
     /// Feed a received datagram to the engine.
     pub async fn ike_datagram(&mut self, now: Instant, d: crate::net::Datagram) {
         let Some(drv) = &mut self.ike else { return };
@@ -1330,4 +1388,32 @@ impl Stack {
 }
 
 use ike_proto::ikev2::{ChildId, IkeSaId};
+
+/// A LocalDynVpnRule with every source position cleared.
+fn unplaced_dyn(
+    r: &gatekey_config::ike_policy::LocalDynVpnRule,
+) -> gatekey_config::ike_policy::LocalDynVpnRule {
+    let mut r = r.clone();
+    r.pos = Default::default();
+    r.action.pos = Default::default();
+    for o in &mut r.action.offers {
+        o.pos = Default::default();
+    }
+    r
+}
+
+/// A KeyExchangeRule with every source position cleared.
+fn unplaced_ker(
+    r: &gatekey_config::ike_policy::KeyExchangeRule,
+) -> gatekey_config::ike_policy::KeyExchangeRule {
+    let mut r = r.clone();
+    r.pos = Default::default();
+    r.local.pos = Default::default();
+    r.remote.pos = Default::default();
+    r.action.pos = Default::default();
+    for o in &mut r.action.offers {
+        o.pos = Default::default();
+    }
+    r
+}
 use std::time::Duration;

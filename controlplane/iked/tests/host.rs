@@ -759,5 +759,63 @@ fn ikev2_psk_between_two_iked_instances() {
             .all(|k| k.tunnel_id != "K1")
             .then_some(())
     });
+    // moon's AutoActivate brings the tunnel back.
+    let y = wait_for("the tunnel back after the IKE SA was deleted", || {
+        dyn_tunnels(&mut ca, &ta)
+            .into_iter()
+            .find(|y| y.state.display() == "Active")
+    });
+
+    // A refresh that only moves lines changes nothing.
+    let policy = gw_policy("192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", true);
+    std::fs::write(da.join("p.conf"), format!("# a comment\n\n{policy}")).unwrap();
+    moon.signal("HUP");
+    moon.wait_log("changed [");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!moon.log().contains("EZD0941I"), "{}", moon.log());
+    let same = dyn_tunnels(&mut ca, &ta);
+    assert_eq!(same.len(), 1);
+    assert_eq!(same[0].encrypt_inbound_spi, y.encrypt_inbound_spi);
+
+    // A changed data offer renegotiates the tunnel with the new settings:
+    // sun (refreshed first) deletes it, moon's AutoActivate brings it back.
+    let gcm128 = |p: String| {
+        p.replace(
+            "IpDataOffer { HowToEncrypt AES_GCM_16 KeyLength 256 }",
+            "IpDataOffer { HowToEncrypt AES_GCM_16 KeyLength 128 }",
+        )
+    };
+    std::fs::write(da.join("p.conf"), gcm128(policy)).unwrap();
+    std::fs::write(
+        db.join("p.conf"),
+        gcm128(gw_policy(
+            "192.0.2.2",
+            "192.0.2.1",
+            "10.2.0.0/24",
+            "10.1.0.0/24",
+            false,
+        )),
+    )
+    .unwrap();
+    sun.signal("HUP");
+    sun.wait_log("EZD0941I");
+    moon.signal("HUP");
+    let t0 = Instant::now();
+    let y128 = loop {
+        if let Some(y) = dyn_tunnels(&mut ca, &ta)
+            .into_iter()
+            .find(|y| y.encrypt_key_length == Some(128))
+        {
+            break y;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no renegotiated tunnel; moon:\n{}\nsun:\n{}",
+            moon.log(),
+            sun.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(y128.state.display(), "Active");
     drop((moon, sun));
 }
