@@ -30,6 +30,10 @@ struct Cli {
     /// iproute2 binary.
     #[arg(long, default_value = "/sbin/ip")]
     ip: String,
+    /// Install only the 2 policies per tunnel (runs on a kernel without ESP, e.g. natively on
+    /// the development host); the BENCH lines are then named `xfrm-install-policies…`.
+    #[arg(long)]
+    policies_only: bool,
 }
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -85,24 +89,26 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// The same tunnels as `ip -batch` commands.
-fn ip_batch_text(n: usize) -> String {
+fn ip_batch_text(n: usize, sas: bool) -> String {
     let mut s = String::with_capacity(n * 700);
     let l = LOCAL;
     for i in 0..n {
         let (p, reqid) = (peer(i), i + 1);
         let (ln, rn) = (local_net(i), remote_net(i));
-        let _ = writeln!(
-            s,
-            "xfrm state add src {l} dst {p} proto esp spi {:#x} reqid {reqid} mode tunnel aead rfc4106(gcm(aes)) 0x{} 128",
-            spi(i, 0),
-            hex(&key(i, 0))
-        );
-        let _ = writeln!(
-            s,
-            "xfrm state add src {p} dst {l} proto esp spi {:#x} reqid {reqid} mode tunnel aead rfc4106(gcm(aes)) 0x{} 128",
-            spi(i, 1),
-            hex(&key(i, 1))
-        );
+        if sas {
+            let _ = writeln!(
+                s,
+                "xfrm state add src {l} dst {p} proto esp spi {:#x} reqid {reqid} mode tunnel aead rfc4106(gcm(aes)) 0x{} 128",
+                spi(i, 0),
+                hex(&key(i, 0))
+            );
+            let _ = writeln!(
+                s,
+                "xfrm state add src {p} dst {l} proto esp spi {:#x} reqid {reqid} mode tunnel aead rfc4106(gcm(aes)) 0x{} 128",
+                spi(i, 1),
+                hex(&key(i, 1))
+            );
+        }
         let _ = writeln!(
             s,
             "xfrm policy add src {ln} dst {rn} dir out tmpl src {l} dst {p} proto esp reqid {reqid} mode tunnel"
@@ -139,7 +145,7 @@ async fn count(h: &Handle) -> Result<(u32, u32)> {
 }
 
 /// Installs n tunnels through the crate; returns seconds.
-async fn run_crate(n: usize) -> Result<f64> {
+async fn run_crate(n: usize, sas: bool) -> Result<f64> {
     let ns = Ns::new("crate")?;
     let h = Handle::open_named(&ns.0)?;
     let local = IpAddr::V4(LOCAL);
@@ -148,24 +154,26 @@ async fn run_crate(n: usize) -> Result<f64> {
     for i in 0..n {
         let (p, reqid) = (IpAddr::V4(peer(i)), (i + 1) as u32);
         let gcm = AeadAlgorithm::AesGcm16(AesKeySize::Aes128);
-        b.add_sa(
-            Sa::new(
-                local,
-                p,
-                Spi(spi(i, 0)),
-                SaCrypto::esp_aead(gcm.clone(), SecretKey::from_slice(&key(i, 0))),
-            )
-            .reqid(reqid),
-        )?;
-        b.add_sa(
-            Sa::new(
-                p,
-                local,
-                Spi(spi(i, 1)),
-                SaCrypto::esp_aead(gcm, SecretKey::from_slice(&key(i, 1))),
-            )
-            .reqid(reqid),
-        )?;
+        if sas {
+            b.add_sa(
+                Sa::new(
+                    local,
+                    p,
+                    Spi(spi(i, 0)),
+                    SaCrypto::esp_aead(gcm.clone(), SecretKey::from_slice(&key(i, 0))),
+                )
+                .reqid(reqid),
+            )?;
+            b.add_sa(
+                Sa::new(
+                    p,
+                    local,
+                    Spi(spi(i, 1)),
+                    SaCrypto::esp_aead(gcm, SecretKey::from_slice(&key(i, 1))),
+                )
+                .reqid(reqid),
+            )?;
+        }
         b.add_policy(
             Policy::new(Selector::new(local_net(i), remote_net(i))?, Direction::Out)
                 .template(Template::tunnel(Proto::Esp, local, p, reqid)),
@@ -180,20 +188,26 @@ async fn run_crate(n: usize) -> Result<f64> {
     if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
         bail!("crate install failed: {e}");
     }
-    let (sas, pols) = count(&h).await?;
-    ensure!(
-        sas as usize == 2 * n && pols as usize == 2 * n,
-        "crate installed {sas} SAs / {pols} policies, expected {}",
-        2 * n
-    );
+    check(&h, n, sas, "crate").await?;
     Ok(secs)
 }
 
+async fn check(h: &Handle, n: usize, with_sas: bool, who: &str) -> Result<()> {
+    let (sas, pols) = count(h).await?;
+    let want_sas = if with_sas { 2 * n } else { 0 };
+    ensure!(
+        sas as usize == want_sas && pols as usize == 2 * n,
+        "{who} installed {sas} SAs / {pols} policies, expected {want_sas} / {}",
+        2 * n
+    );
+    Ok(())
+}
+
 /// Installs n tunnels with `ip -batch`; returns seconds.
-async fn run_ip(ip: &str, n: usize) -> Result<f64> {
+async fn run_ip(ip: &str, n: usize, sas: bool) -> Result<f64> {
     let ns = Ns::new("ip")?;
     let file = std::env::temp_dir().join(format!("gkx-bench-{}-{n}.batch", std::process::id()));
-    std::fs::write(&file, ip_batch_text(n))?;
+    std::fs::write(&file, ip_batch_text(n, sas))?;
     let start = Instant::now();
     let st = Command::new(ip)
         .args(["-n", &ns.0, "-batch"])
@@ -204,12 +218,7 @@ async fn run_ip(ip: &str, n: usize) -> Result<f64> {
     let _ = std::fs::remove_file(&file);
     ensure!(st.success(), "ip -batch failed");
     let h = Handle::open_named(&ns.0)?;
-    let (sas, pols) = count(&h).await?;
-    ensure!(
-        sas as usize == 2 * n && pols as usize == 2 * n,
-        "ip installed {sas} SAs / {pols} policies, expected {}",
-        2 * n
-    );
+    check(&h, n, sas, "ip -batch").await?;
     Ok(secs)
 }
 
@@ -234,19 +243,25 @@ async fn main() -> Result<()> {
         "need at least one N and one run"
     );
     // Warm-up (not measured): the first SA loads the ESP and AES-GCM modules and their drbg.
-    run_crate(10).await?;
-    run_ip(&cli.ip, 10).await?;
+    let sas = !cli.policies_only;
+    let name = if sas {
+        "xfrm-install"
+    } else {
+        "xfrm-install-policies"
+    };
+    run_crate(10, sas).await?;
+    run_ip(&cli.ip, 10, sas).await?;
     let mut per_tunnel = Vec::new();
     for &n in &cli.n {
         let (mut c, mut ipb) = (Vec::new(), Vec::new());
         for r in 0..cli.runs {
             // alternate which tool goes first
             if r % 2 == 0 {
-                c.push(run_crate(n).await?);
-                ipb.push(run_ip(&cli.ip, n).await?);
+                c.push(run_crate(n, sas).await?);
+                ipb.push(run_ip(&cli.ip, n, sas).await?);
             } else {
-                ipb.push(run_ip(&cli.ip, n).await?);
-                c.push(run_crate(n).await?);
+                ipb.push(run_ip(&cli.ip, n, sas).await?);
+                c.push(run_crate(n, sas).await?);
             }
             println!(
                 "run {} n={n}: crate {:.3}s ip -batch {:.3}s",
@@ -258,7 +273,7 @@ async fn main() -> Result<()> {
         let (cm, im) = (median(&mut c), median(&mut ipb));
         per_tunnel.push((n, cm / n as f64, im / n as f64));
         println!(
-            "BENCH xfrm-install n={n} crate_s={cm:.4} ip_batch_s={im:.4} ratio_vs_ip_batch={:.2} crate_us_per_tunnel={:.1} ip_batch_us_per_tunnel={:.1} runs={} stat=median",
+            "BENCH {name} n={n} crate_s={cm:.4} ip_batch_s={im:.4} ratio_vs_ip_batch={:.2} crate_us_per_tunnel={:.1} ip_batch_us_per_tunnel={:.1} runs={} stat=median",
             im / cm,
             cm / n as f64 * 1e6,
             im / n as f64 * 1e6,
@@ -269,7 +284,7 @@ async fn main() -> Result<()> {
         && per_tunnel.len() > 1
     {
         println!(
-            "BENCH xfrm-install-scaling per_tunnel_10k_over_1k={:.2} ip_batch_per_tunnel_10k_over_1k={:.2} small_n={} large_n={} stat=median",
+            "BENCH {name}-scaling per_tunnel_10k_over_1k={:.2} ip_batch_per_tunnel_10k_over_1k={:.2} small_n={} large_n={} stat=median",
             last.1 / first.1,
             last.2 / first.2,
             first.0,
