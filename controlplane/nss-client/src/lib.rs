@@ -560,7 +560,7 @@ impl NssClient {
     /// Stop: DISCONNECT from the server, stop reconnecting, fail waiting
     /// requests with [`Error::Shutdown`].
     pub async fn shutdown(&self) {
-        let _ = self.shared.shutdown.send(true);
+        self.shared.shutdown.send_replace(true);
         let task = self.manager.lock().ok().and_then(|mut m| m.take());
         if let Some(t) = task {
             let _ = t.await;
@@ -668,17 +668,17 @@ async fn manage(shared: Arc<Shared>) {
                         format_args!("The network security remote management service is not available for stack {stack}"),
                     );
                 }
-                let _ = shared.session.send(Some(Arc::clone(&session)));
+                shared.session.send_replace(Some(Arc::clone(&session)));
                 let mut ended = session.ended.subscribe();
                 let why = tokio::select! {
                     r = async { ended.wait_for(Option::is_some).await.map(|v| v.clone()) } => r.ok().flatten().unwrap_or_default(),
                     _ = shutdown.changed() => {
                         session.close(true).await;
-                        let _ = shared.session.send(None);
+                        shared.session.send_replace(None);
                         break 'outer;
                     }
                 };
-                let _ = shared.session.send(None);
+                shared.session.send_replace(None);
                 shared.update(|s| {
                     s.state = NssConnectionState::Disconnected;
                     s.enabled = None;
@@ -766,7 +766,7 @@ async fn manage(shared: Arc<Shared>) {
         s.state = NssConnectionState::Disconnected;
         s.enabled = None;
     });
-    let _ = shared.session.send(None);
+    shared.session.send_replace(None);
 }
 
 async fn attempt(

@@ -119,7 +119,7 @@ impl Session {
             if let Ok(mut p) = self.pending.lock() {
                 p.clear();
             }
-            let _ = self.ended.send(Some(why));
+            self.ended.send_replace(Some(why));
         }
     }
 

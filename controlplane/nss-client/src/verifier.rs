@@ -75,11 +75,16 @@ fn describe(cert: &Certificate) -> String {
             _ => "other".to_owned(),
         })
         .collect();
-    format!(
+    let text = format!(
         "subject \"{}\", subjectAltName [{}]",
         cert.subject(),
         sans.join(", ")
-    )
+    );
+    // The certificate is the peer's: keep control characters out of log lines.
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(1024)
+        .collect()
 }
 
 /// Validates the server's chain against the trust anchors (and CRLs), then

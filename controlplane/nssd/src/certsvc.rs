@@ -50,6 +50,23 @@ pub(crate) fn authorize(shared: &Shared, rt: &Runtime, user: &str, profile: &str
     d.is_permit()
 }
 
+/// `text` without control characters (replaced by `?`), cut to at most
+/// `max` bytes: safe for a `SubjectDn` attribute and for log lines, whatever
+/// a peer put in its certificate.
+fn printable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in text.chars().map(|c| if c.is_control() { '?' } else { c }) {
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    if out.is_empty() {
+        out.push('?');
+    }
+    out
+}
+
 fn st(rc: Rc, rsn: Rsn) -> Status {
     Status::new(rc, rsn)
 }
@@ -323,7 +340,10 @@ async fn verify(
             (cert, verdict)
         }
     };
-    let subject_dn = Some(cert.subject().to_string());
+    let subject_dn = Some(printable(
+        &cert.subject().to_string(),
+        nss_proto::limits::SUBJECT_DN,
+    ));
     let verdict = if chain_verdict != Verdict::Valid {
         chain_verdict
     } else {
@@ -411,4 +431,16 @@ fn get_ca_certificates(
         list.len()
     );
     ResponseBody::GetCaCertificates(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn subject_names_are_made_printable() {
+        assert_eq!(printable("CN=a\nb, O=x", 100), "CN=a?b, O=x");
+        assert_eq!(printable("", 10), "?");
+        assert_eq!(printable("éééé", 5), "éé");
+    }
 }

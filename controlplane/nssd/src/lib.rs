@@ -209,13 +209,14 @@ async fn serve(cli: Cli, path: PathBuf) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    // Signal handlers before the pid file: `nssd refresh` may signal at once.
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let _ = std::fs::create_dir_all(&cli.state_dir);
     let pid_file = cli.state_dir.join("nssd.pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))
         .with_context(|| format!("cannot write {}", pid_file.display()))?;
-    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     loop {
         tokio::select! {
             _ = hup.recv() => { let _ = handle.refresh().await; }

@@ -154,7 +154,7 @@ impl ConnState {
 
     /// Ask the connection to close, with a TERMINATE if `status` is given.
     pub fn close(&self, status: Option<Status>) {
-        let _ = self.close.send(Some(status.unwrap_or_default()));
+        self.close.send_replace(Some(status.unwrap_or_default()));
     }
 
     /// True if the connection is closing or closed.
@@ -525,7 +525,7 @@ impl ServerHandle {
             // Bind first: if the new port cannot be used, nothing changes.
             let l = bind(want).await?;
             let ctl = spawn_listener(&self.shared, l);
-            let _ = listener.stop.send(true);
+            listener.stop.send_replace(true);
             let old_ctl = std::mem::replace(&mut *listener, ctl);
             let _ = old_ctl.task.await;
         }
@@ -557,7 +557,7 @@ impl ServerHandle {
             "DBG0003I",
             "NSS server ending"
         );
-        let _ = self.shared.shutdown.send(true);
+        self.shared.shutdown.send_replace(true);
         for c in self.shared.registry.all() {
             c.close(Some(Status::new(
                 nss_proto::Rc::ESHUTDOWN,

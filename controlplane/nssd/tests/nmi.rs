@@ -88,12 +88,30 @@ fn target(s: &str) -> Target {
     Target::new(s).expect("target")
 }
 
+/// Reports a skipped test the way `cargo xtask test` collects it (docs/testing.md,
+/// "Skipped tests"): `GATEKEY-SKIP: <test>: <reason>` on stderr and appended to
+/// `$GATEKEY_SKIP_LOG`. The test's name is libtest's (the thread name) when there is one.
+fn report_skip(test: &str, why: &str) {
+    let thread = std::thread::current();
+    let name = thread.name().filter(|n| *n != "main").unwrap_or(test);
+    let line = format!("GATEKEY-SKIP: {}::{name}: {why}\n", env!("CARGO_PKG_NAME"));
+    eprint!("{line}");
+    if let Some(log) = std::env::var_os("GATEKEY_SKIP_LOG") {
+        use std::io::Write as _;
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_info_routing_and_refusals() {
     if !nix::unistd::geteuid().is_root() {
         // The test relies on the NMI rule "uid 0 is permitted where no
         // profile matches" (docs/nmi-protocol.md §7); CI runs as root.
-        println!("skipped: the NMI authorization test must run as root");
+        report_skip("?", "the NMI authorization test must run as root");
         return;
     }
     let _ = traces();

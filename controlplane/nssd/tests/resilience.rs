@@ -440,6 +440,13 @@ async fn display_and_refresh_commands_talk_to_the_running_daemon() {
         .expect("nssd starts");
     let _daemon = Child(child);
     wait_port(env.port).await;
+    // The pid file is written last, once nssd is ready for signals.
+    for _ in 0..400 {
+        if state.join("nssd.pid").exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let sd = state.as_os_str();
     let out = nssd_cmd(&["display".as_ref(), "--state-dir".as_ref(), sd]);
     let text = String::from_utf8_lossy(&out.stdout);
