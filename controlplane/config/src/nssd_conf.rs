@@ -453,17 +453,6 @@ fn parse_param(cur: &mut Cursor<'_>, cfg: &mut NssConfig) -> Result<(), Diagnost
             ),
         ));
     }
-    if cur.on_same_line() && cur.peek().is_some_and(|t| t.kind != TokenKind::RBrace) {
-        let extra = cur.peek().map_or(Pos::default(), |t| t.pos);
-        return Err(cur.error_at(
-            extra,
-            format!(
-                "unexpected '{}' after {}",
-                cur.describe_next().trim_matches('\''),
-                p.text
-            ),
-        ));
-    }
     Ok(())
 }
 
@@ -554,7 +543,12 @@ mod tests {
 
     #[test]
     fn trailing_values_and_unclosed_blocks() {
-        assert!(parse_err("NssConfig { Port 1 2 }").contains("unexpected '2' after Port"));
+        assert!(parse_err("NssConfig { Port 1 2 }").contains("unknown NssConfig parameter '2'"));
+        // Several parameters on one line are fine (as in iked.conf).
+        assert_eq!(
+            parse_ok("NssConfig { Port 7 SyslogLevel 3 }").syslog_level(),
+            3
+        );
         assert!(parse_err("NssConfig { Port 1").contains("not closed"));
         assert!(parse_err("NssConfig { Discipline IPSec Maybe }").contains("Enable or Disable"));
         assert!(

@@ -179,3 +179,21 @@ impl Runtime {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The fuzz seeds are valid examples of each file kind; they must parse.
+    #[test]
+    fn fuzz_seed_files_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/config_parsers");
+        let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap_or_default();
+        let c = gatekey_config::nssd_conf::parse("nssd.conf", &read("nssd.conf"));
+        assert!(c.is_ok(), "{c:?}");
+        let s = gatekey_config::saf::parse("nssd.saf", &read("nssd.saf"));
+        assert!(s.is_ok(), "{s:?}");
+        let k = gatekey_keyring::parse_manifest("keyring.conf", &read("keyring.conf"));
+        assert!(k.is_ok(), "{k:?}");
+    }
+}
