@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::iked_conf::{Diagnostics, statements};
-use crate::lex::{self, CommentStyle, Cursor, Diagnostic, Pos, TokenKind};
+use crate::lex::{self, CommentStyle, Cursor, Diagnostic, TokenKind};
 
 /// Where nssd looks for its configuration when neither `--config` nor
 /// `NSSD_FILE` names one.
