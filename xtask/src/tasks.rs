@@ -1,5 +1,6 @@
 //! `cargo xtask test` (what CI runs) and `cargo xtask demo`.
 
+use std::fs;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -9,6 +10,9 @@ use crate::runner::{self, Options};
 use crate::scenario::Scenario;
 use crate::setup;
 use crate::util::{self, Ctx, Result};
+
+/// VM scenarios `cargo xtask test` runs at once (`-j N` overrides).
+const DEFAULT_VM_JOBS: usize = 1;
 
 /// Counts from `cargo test`'s `test result:` lines.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -40,10 +44,71 @@ impl Counts {
     }
 }
 
-/// Run `cargo test --workspace`, echoing its output and counting results.
-fn cargo_test() -> Result<(bool, Counts)> {
+/// The marker a test prints (on stderr, and appended to `$GATEKEY_SKIP_LOG`)
+/// when it skips: `GATEKEY-SKIP: <test>: <reason>`. See docs/testing.md.
+pub const SKIP_MARKER: &str = "GATEKEY-SKIP:";
+
+/// The environment variable naming the file skip markers are appended to.
+pub const SKIP_LOG_ENV: &str = "GATEKEY_SKIP_LOG";
+
+/// Set (to anything but `0` or empty) by `.ci/run`: every test must run.
+pub const CI_ENV: &str = "GATEKEY_CI";
+
+/// One skipped test: its name and why.
+#[derive(Debug, Clone, PartialEq)]
+struct Skip {
+    test: String,
+    reason: String,
+}
+
+/// The skip markers in a skip log (or any text), each test once.
+fn parse_skips(text: &str) -> Vec<Skip> {
+    let mut out: Vec<Skip> = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.trim().strip_prefix(SKIP_MARKER) else {
+            continue;
+        };
+        let (test, reason) = match rest.trim().split_once(": ") {
+            Some((t, r)) => (t.trim(), r.trim()),
+            None => (rest.trim(), ""),
+        };
+        let skip = Skip {
+            test: test.to_string(),
+            reason: if reason.is_empty() {
+                "(no reason given)".into()
+            } else {
+                reason.to_string()
+            },
+        };
+        if !out.contains(&skip) {
+            out.push(skip);
+        }
+    }
+    out
+}
+
+/// Is this a CI run, where no test may skip?
+fn ci_requires_all() -> bool {
+    std::env::var(CI_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// What `cargo test --workspace` did.
+struct TestRun {
+    ok: bool,
+    counts: Counts,
+    skips: Vec<Skip>,
+}
+
+/// Run `cargo test --workspace`, echoing its output, counting results and
+/// collecting the tests that skipped (through `$GATEKEY_SKIP_LOG`).
+fn cargo_test() -> Result<TestRun> {
+    let dir = util::target_dir().join("xtask");
+    fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+    let skip_log = dir.join(format!("skipped-{}.log", std::process::id()));
+    fs::write(&skip_log, "").ctx(|| format!("creating {}", skip_log.display()))?;
     let mut c = util::cargo();
     c.args(["test", "--workspace"])
+        .env(SKIP_LOG_ENV, &skip_log)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     let mut child = c.spawn().ctx(|| "cannot start cargo test")?;
@@ -55,19 +120,32 @@ fn cargo_test() -> Result<(bool, Counts)> {
         }
     }
     let ok = child.wait()?.success();
-    Ok((ok, counts))
+    let skips = parse_skips(&fs::read_to_string(&skip_log).unwrap_or_default());
+    let _ = fs::remove_file(&skip_log);
+    Ok(TestRun { ok, counts, skips })
 }
 
-/// `cargo xtask test [--no-vm]`
+const TEST_USAGE: &str = "usage: cargo xtask test [--no-vm] [--require-all] [-j N]";
+
+/// `cargo xtask test [--no-vm] [--require-all] [-j N]`
 pub fn test(args: &[String]) -> Result<()> {
     let mut vm = true;
-    for a in args {
+    let mut require_all = ci_requires_all();
+    let mut jobs = DEFAULT_VM_JOBS;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
         match a.as_str() {
             "--no-vm" => vm = false,
+            "--require-all" => require_all = true,
+            "-j" | "--jobs" => {
+                jobs = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| fail!("-j needs a number ≥ 1; {TEST_USAGE}"))?;
+            }
             other => {
-                return Err(fail!(
-                    "unknown option `{other}`; usage: cargo xtask test [--no-vm]"
-                ));
+                return Err(fail!("unknown option `{other}`; {TEST_USAGE}"));
             }
         }
     }
@@ -107,20 +185,19 @@ pub fn test(args: &[String]) -> Result<()> {
 
     let t = Instant::now();
     println!("test: == phase cargo test ==");
-    let (tests_ok, counts) = cargo_test()?;
+    let run = cargo_test()?;
+    let counts = run.counts;
+    let skipped = run.skips.len() as u64;
     phases.push((
         "cargo test",
         t.elapsed(),
         format!(
-            "{} passed, {} failed, {} ignored{}",
-            counts.passed,
+            "{} passed, {} failed, {} skipped, {} ignored{}",
+            counts.passed.saturating_sub(skipped),
             counts.failed,
+            skipped,
             counts.ignored,
-            if tests_ok {
-                ""
-            } else {
-                " — cargo test FAILED"
-            }
+            if run.ok { "" } else { " — cargo test FAILED" }
         ),
     ));
 
@@ -143,7 +220,7 @@ pub fn test(args: &[String]) -> Result<()> {
         }
         let opts = Options {
             build: false,
-            jobs: 1,
+            jobs,
             ..Options::default()
         };
         match runner::run_scenarios(&scenarios, &opts) {
@@ -153,7 +230,7 @@ pub fn test(args: &[String]) -> Result<()> {
                 phases.push((
                     "vm scenarios",
                     t.elapsed(),
-                    format!("{vm_passed} passed, {vm_failed} failed"),
+                    format!("{vm_passed} passed, {vm_failed} failed (-j {jobs})"),
                 ));
             }
             Err(e) => {
@@ -163,22 +240,45 @@ pub fn test(args: &[String]) -> Result<()> {
         }
     }
     report(&phases);
-    let passed = counts.passed + vm_passed as u64;
+    if !run.skips.is_empty() {
+        println!(
+            "\ntest: {} test(s) skipped{}:",
+            run.skips.len(),
+            if require_all {
+                " — not allowed here (GATEKEY_CI / --require-all)"
+            } else {
+                ""
+            }
+        );
+        for s in &run.skips {
+            println!("  {}: {}", s.test, s.reason);
+        }
+    }
+    let passed = counts.passed.saturating_sub(skipped) + vm_passed as u64;
     let failed = counts.failed + vm_failed as u64;
     println!(
-        "total: {passed} passed, {failed} failed, {} skipped",
+        "total: {passed} passed, {failed} failed, {skipped} skipped, {} ignored",
         counts.ignored
     );
-    if !tests_ok || vm_failed > 0 {
-        return Err(fail!(
-            "{}{}",
-            if tests_ok { "" } else { "cargo test failed; " },
-            if vm_failed > 0 {
-                format!("{vm_failed} VM scenario(s) failed")
-            } else {
-                String::new()
-            }
+    let mut problems = Vec::new();
+    if !run.ok {
+        problems.push("cargo test failed".to_string());
+    }
+    if vm_failed > 0 {
+        problems.push(format!("{vm_failed} VM scenario(s) failed"));
+    }
+    if require_all && skipped > 0 {
+        problems.push(format!(
+            "{skipped} test(s) skipped but every test must run on CI: {}",
+            run.skips
+                .iter()
+                .map(|s| s.test.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
+    }
+    if !problems.is_empty() {
+        return Err(fail!("{}", problems.join("; ")));
     }
     Ok(())
 }
@@ -272,6 +372,29 @@ mod tests {
                 failed: 1,
                 ignored: 2
             }
+        );
+    }
+
+    #[test]
+    fn skip_markers() {
+        let text = "GATEKEY-SKIP: host::a: not root\n\
+                    noise\n\
+                    GATEKEY-SKIP: host::a: not root\n\
+                    GATEKEY-SKIP: b: charon: not installed\n\
+                    GATEKEY-SKIP: c\n";
+        let s = parse_skips(text);
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            (s[0].test.as_str(), s[0].reason.as_str()),
+            ("host::a", "not root")
+        );
+        assert_eq!(
+            (s[1].test.as_str(), s[1].reason.as_str()),
+            ("b", "charon: not installed")
+        );
+        assert_eq!(
+            (s[2].test.as_str(), s[2].reason.as_str()),
+            ("c", "(no reason given)")
         );
     }
 }

@@ -18,6 +18,24 @@ const PKI: &str = concat!(
     "/tests/vectors/ikev1/mm-rsa-modp2048-aes128-sha256/pki/"
 );
 
+/// Reports a skipped test the way `cargo xtask test` collects it (docs/testing.md,
+/// "Skipped tests"): `GATEKEY-SKIP: <test>: <reason>` on stderr and appended to
+/// `$GATEKEY_SKIP_LOG`. The test's name is libtest's (the thread name) when there is one.
+fn report_skip(test: &str, why: &str) {
+    let thread = std::thread::current();
+    let name = thread.name().filter(|n| *n != "main").unwrap_or(test);
+    let line = format!("GATEKEY-SKIP: {}::{name}: {why}\n", env!("CARGO_PKG_NAME"));
+    eprint!("{line}");
+    if let Some(log) = std::env::var_os("GATEKEY_SKIP_LOG") {
+        use std::io::Write as _;
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
+}
+
 fn skip_reason() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let uid = status
@@ -247,7 +265,7 @@ fn wait(child: std::process::Child) -> (bool, String) {
 /// gatekey initiates; charon (responder) installs the child.
 fn we_initiate(aggressive: bool, auth: &str, esp: &str, extra_args: &[&str]) {
     if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
+        report_skip(module_path!(), &why);
         return;
     }
     let lab = Lab::new(
@@ -277,7 +295,7 @@ fn we_initiate(aggressive: bool, auth: &str, esp: &str, extra_args: &[&str]) {
 /// charon initiates; gatekey responds.
 fn they_initiate(aggressive: bool, auth: &str) {
     if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
+        report_skip(module_path!(), &why);
         return;
     }
     let lab = Lab::new(&conf(aggressive, auth, "aes128-sha256"), "");
@@ -344,7 +362,7 @@ fn quick_mode_pfs_and_gcm() {
 #[test]
 fn delete_both_ways() {
     if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
+        report_skip(module_path!(), &why);
         return;
     }
     // charon deletes: we see the child and the ISAKMP SA go.
@@ -410,11 +428,14 @@ fn nat_conf(aggressive: bool, charon_behind_nat: bool) -> String {
 #[test]
 fn nat_traversal_through_a_masquerading_router() {
     if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
+        report_skip(module_path!(), &why);
         return;
     }
     if !Path::new("/usr/sbin/nft").exists() {
-        eprintln!("skipped: nft not installed (cargo xtask setup installs nftables)");
+        report_skip(
+            module_path!(),
+            "nft not installed (cargo xtask setup installs nftables)",
+        );
         return;
     }
     for aggressive in [false, true] {

@@ -16,6 +16,24 @@ use std::process::{Command, Stdio};
 const CHARON: &str = "/usr/lib/ipsec/charon";
 const PLUGINS: &str = "/usr/lib/ipsec/plugins";
 
+/// Reports a skipped test the way `cargo xtask test` collects it (docs/testing.md,
+/// "Skipped tests"): `GATEKEY-SKIP: <test>: <reason>` on stderr and appended to
+/// `$GATEKEY_SKIP_LOG`. The test's name is libtest's (the thread name) when there is one.
+fn report_skip(test: &str, why: &str) {
+    let thread = std::thread::current();
+    let name = thread.name().filter(|n| *n != "main").unwrap_or(test);
+    let line = format!("GATEKEY-SKIP: {}::{name}: {why}\n", env!("CARGO_PKG_NAME"));
+    eprint!("{line}");
+    if let Some(log) = std::env::var_os("GATEKEY_SKIP_LOG") {
+        use std::io::Write as _;
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
+}
+
 fn skip_reason() -> Option<String> {
     // SAFETY-free root check: /proc/self/status Uid line.
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -227,7 +245,7 @@ fn rest_of(lines: &mut Lines) -> String {
 #[test]
 fn strongswan_psk_both_directions() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED strongswan_psk_both_directions: {why}");
+        report_skip("strongswan_psk_both_directions", &why);
         return;
     }
     assert!(
@@ -383,7 +401,7 @@ fn make_certs(dir: &Path) -> CertFiles {
 #[test]
 fn strongswan_rsa_certificates_with_fragmentation() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED strongswan_rsa_certificates_with_fragmentation: {why}");
+        report_skip("strongswan_rsa_certificates_with_fragmentation", &why);
         return;
     }
     let n = Netns::up();

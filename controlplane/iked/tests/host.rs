@@ -30,13 +30,34 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Reports a skipped test the way `cargo xtask test` collects it (docs/testing.md,
+/// "Skipped tests"): `GATEKEY-SKIP: <test>: <reason>` on stderr and appended to
+/// `$GATEKEY_SKIP_LOG`. The test's name is libtest's (the thread name) when there is one.
+fn report_skip(test: &str, why: &str) {
+    let thread = std::thread::current();
+    let name = thread.name().filter(|n| *n != "main").unwrap_or(test);
+    let line = format!("GATEKEY-SKIP: {}::{name}: {why}\n", env!("CARGO_PKG_NAME"));
+    eprint!("{line}");
+    if let Some(log) = std::env::var_os("GATEKEY_SKIP_LOG") {
+        use std::io::Write as _;
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
+}
+
 macro_rules! require_root {
     () => {
         if !is_root() {
             if std::env::var_os("CI").is_some() {
                 panic!("host tests must run as root on CI");
             }
-            eprintln!("skipping: this test needs root (network namespaces, XFRM, UDP 500)");
+            report_skip(
+                module_path!(),
+                "this test needs root (network namespaces, XFRM, UDP 500)",
+            );
             return;
         }
     };

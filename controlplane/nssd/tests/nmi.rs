@@ -111,7 +111,10 @@ async fn client_info_routing_and_refusals() {
     if !nix::unistd::geteuid().is_root() {
         // The test relies on the NMI rule "uid 0 is permitted where no
         // profile matches" (docs/nmi-protocol.md §7); CI runs as root.
-        report_skip(module_path!(), "the NMI authorization test must run as root");
+        report_skip(
+            module_path!(),
+            "the NMI authorization test must run as root",
+        );
         return;
     }
     let _ = traces();
