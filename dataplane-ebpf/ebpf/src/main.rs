@@ -431,12 +431,11 @@ fn classify<const DIR: u32>(ctx: &TcContext, pkt: &Pkt, set: u32, slot: u32) -> 
     let log_on = flags & table_flags::LOG_ENABLED != 0;
     let deny = implicit_deny::<DIR>(set, log_on && flags & table_flags::LOG_IMPLICIT != 0);
 
-    let routed = if DIR == DIR_IN {
-        flags & table_flags::NEED_ROUTE != 0 && inbound_is_routed(ctx, pkt)
-    } else {
-        // SAFETY: reading a field of this program's __sk_buff.
-        unsafe { (*ctx.skb.skb).ingress_ifindex != 0 }
-    };
+    // Routed = neither to (inbound) nor from (outbound) this host. An
+    // outbound packet this host encapsulated (the ESP of a tunnel) comes
+    // from a local address, so it is local even if its payload was
+    // forwarded.
+    let routed = flags & table_flags::NEED_ROUTE != 0 && is_routed::<DIR>(ctx, pkt);
     let secclass = if flags & table_flags::NEED_SECCLASS != 0 {
         // SAFETY: reading a field of this program's __sk_buff.
         let ifindex = unsafe { (*ctx.skb.skb).ifindex };
@@ -461,7 +460,9 @@ fn classify<const DIR: u32>(ctx: &TcContext, pkt: &Pkt, set: u32, slot: u32) -> 
     } else {
         (table.sport.unknown_class, table.dport.unknown_class)
     };
-    let misc = misc_key(secclass, routed, pkt.fragment, pkt.syn) as usize;
+    // The verifier does not know that the flags read back from the scratch
+    // map are 0 or 1; LLVM does and would drop the mask: keep it.
+    let misc = opaque(misc_key(secclass, routed, pkt.fragment, pkt.syn) as usize);
     let Some(&c_misc) = table.misc_class.get(misc & (MISC_KEYS - 1)) else {
         return deny;
     };
@@ -579,9 +580,18 @@ fn ctz64(x: u64) -> u32 {
     (v.wrapping_mul(0x0101_0101_0101_0101) >> 56) as u32
 }
 
-/// Is an inbound packet being forwarded (rather than delivered locally)?
+/// Is the packet forwarded, rather than delivered to (inbound) or sent from
+/// (outbound) this host? A FIB lookup of the destination (inbound) or of
+/// the source (outbound) says whether that address is local.
 #[inline(always)]
-fn inbound_is_routed(ctx: &TcContext, pkt: &Pkt) -> bool {
+fn is_routed<const DIR: u32>(ctx: &TcContext, pkt: &Pkt) -> bool {
+    // Look up (from a, to b) where b is the address that is ours if the
+    // traffic is local.
+    let (a, b) = if DIR == DIR_IN {
+        (&pkt.src, &pkt.dst)
+    } else {
+        (&pkt.dst, &pkt.src)
+    };
     // SAFETY: bpf_fib_lookup is plain old data; all-zero is a valid value.
     let mut p: FibParams = unsafe { MaybeUninit::zeroed().assume_init() };
     // SAFETY: reading a field of this program's __sk_buff.
@@ -592,10 +602,8 @@ fn inbound_is_routed(ctx: &TcContext, pkt: &Pkt) -> bool {
     if pkt.family == 4 {
         p.family = AF_INET;
         p.__bindgen_anon_1.tot_len = pkt.len as u16;
-        p.__bindgen_anon_3.ipv4_src =
-            u32::from_ne_bytes([pkt.src[0], pkt.src[1], pkt.src[2], pkt.src[3]]);
-        p.__bindgen_anon_4.ipv4_dst =
-            u32::from_ne_bytes([pkt.dst[0], pkt.dst[1], pkt.dst[2], pkt.dst[3]]);
+        p.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([a[0], a[1], a[2], a[3]]);
+        p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
     } else {
         p.family = AF_INET6;
         p.__bindgen_anon_1.tot_len = pkt.len as u16;
@@ -603,8 +611,8 @@ fn inbound_is_routed(ctx: &TcContext, pkt: &Pkt) -> bool {
         let mut d = [0u32; 4];
         for i in 0..4 {
             let o = i * 4;
-            s[i] = u32::from_ne_bytes([pkt.src[o], pkt.src[o + 1], pkt.src[o + 2], pkt.src[o + 3]]);
-            d[i] = u32::from_ne_bytes([pkt.dst[o], pkt.dst[o + 1], pkt.dst[o + 2], pkt.dst[o + 3]]);
+            s[i] = u32::from_ne_bytes([a[o], a[o + 1], a[o + 2], a[o + 3]]);
+            d[i] = u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         }
         p.__bindgen_anon_3.ipv6_src = s;
         p.__bindgen_anon_4.ipv6_dst = d;

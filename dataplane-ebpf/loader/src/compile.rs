@@ -472,7 +472,7 @@ pub fn compile(
         if set.log_implicit {
             table.hdr.flags |= table_flags::LOG_IMPLICIT;
         }
-        if dir == Dir::In && entries.iter().any(|e| e.routing != Routing::Either) {
+        if entries.iter().any(|e| e.routing != Routing::Either) {
             table.hdr.flags |= table_flags::NEED_ROUTE;
         }
         if entries.iter().any(|e| e.secclass != 0) {
@@ -814,7 +814,9 @@ pub struct PacketDesc {
     pub fragment: bool,
     /// A TCP SYN without ACK.
     pub syn: bool,
-    /// Forwarded rather than to/from this host.
+    /// Forwarded: inbound, not to a local address; outbound, not from a
+    /// local address (so the ESP this host builds around forwarded traffic
+    /// is local).
     pub routed: bool,
     /// Security class of the interface.
     pub secclass: u8,

@@ -1,7 +1,8 @@
 //! Stacks (network namespaces) and running code inside them.
 //!
 //! A *stack* is a network namespace named by its netns name
-//! (`/run/netns/NAME`); `default` is the initial namespace (that of PID 1).
+//! (`/run/netns/NAME`); `default` is the namespace the process runs in (the
+//! initial one under systemd; under `ip netns exec X …`, X), as for iked.
 //! Interface indexes and TC attachments are per namespace, so everything that
 //! names an interface runs on a helper thread that has entered the stack's
 //! namespace with `setns(2)` (which changes only that thread).
@@ -22,10 +23,10 @@ pub const BPFFS_ROOT: &str = "/sys/fs/bpf/gatekey";
 pub struct Stack(String);
 
 impl Stack {
-    /// The initial network namespace.
+    /// The process's own network namespace.
     pub const DEFAULT: &'static str = "default";
 
-    /// A stack by name. `default` is the initial namespace; any other name is
+    /// A stack by name. `default` is the process's own namespace; any other name is
     /// a namespace under `/run/netns/`. Names are 1–64 characters of
     /// letters, digits, `-`, `_` and `.`, and not `.` or `..`.
     pub fn new(name: &str) -> Result<Self, Error> {
@@ -50,7 +51,7 @@ impl Stack {
         Ok(Self(name.to_owned()))
     }
 
-    /// The initial network namespace.
+    /// The process's own network namespace.
     pub fn default_stack() -> Self {
         Self(Self::DEFAULT.to_owned())
     }
@@ -60,7 +61,7 @@ impl Stack {
         &self.0
     }
 
-    /// True for the initial namespace.
+    /// True for the process's own namespace.
     pub fn is_default(&self) -> bool {
         self.0 == Self::DEFAULT
     }
@@ -68,7 +69,7 @@ impl Stack {
     /// The namespace file to `setns(2)` into.
     pub fn netns_path(&self) -> PathBuf {
         if self.is_default() {
-            PathBuf::from("/proc/1/ns/net")
+            PathBuf::from("/proc/self/ns/net")
         } else {
             PathBuf::from("/run/netns").join(&self.0)
         }
@@ -81,12 +82,16 @@ impl Stack {
     }
 
     /// Runs `f` on a helper thread that has entered this stack's network
-    /// namespace, and returns its result.
+    /// namespace (on the calling thread for `default`), and returns its
+    /// result.
     pub fn run_in<T, F>(&self, f: F) -> Result<T, Error>
     where
         F: FnOnce() -> T + Send,
         T: Send,
     {
+        if self.is_default() {
+            return Ok(f());
+        }
         let path = self.netns_path();
         let file = File::open(&path).map_err(|source| Error::EnterNetns {
             stack: self.0.clone(),
@@ -132,7 +137,7 @@ mod tests {
         assert_eq!(s.pin_dir(), PathBuf::from("/sys/fs/bpf/gatekey/blue"));
         assert_eq!(
             Stack::default_stack().netns_path(),
-            PathBuf::from("/proc/1/ns/net")
+            PathBuf::from("/proc/self/ns/net")
         );
     }
 }

@@ -191,6 +191,17 @@ impl StackFilter {
         &mut self,
         set: FilterSet,
     ) -> Result<(InstallReport, SetId, Vec<DynamicId>), Error> {
+        let (report, active, dropped, _) = self.load_policy_with(set, Vec::new())?;
+        Ok((report, active, dropped))
+    }
+
+    /// [`StackFilter::load_policy`] with `added` dynamic filters installed in
+    /// the same atomic replacement; returns their ids last.
+    pub fn load_policy_with(
+        &mut self,
+        set: FilterSet,
+        added: Vec<DynamicFilter>,
+    ) -> Result<(InstallReport, SetId, Vec<DynamicId>, Vec<DynamicId>), Error> {
         let anchors: std::collections::BTreeSet<&str> = set
             .rules
             .iter()
@@ -207,6 +218,14 @@ impl StackFilter {
         for id in &dropped {
             dynamic.remove(id);
         }
+        let mut next_id = self.next_id;
+        let mut new_ids = Vec::new();
+        for d in added {
+            let id = DynamicId(next_id);
+            next_id += 1;
+            dynamic.insert(id, d);
+            new_ids.push(id);
+        }
         let list: Vec<DynamicFilter> = dynamic.values().cloned().collect();
         let compiled = compile(
             SetId::Policy.number(),
@@ -217,13 +236,14 @@ impl StackFilter {
         let report = self.dp.install(SetId::Policy, &compiled)?;
         self.policy = Some((set, compiled));
         self.dynamic = dynamic;
+        self.next_id = next_id;
         let active = if marker::read(&self.marker) == Some(SetId::Default) {
             SetId::Default
         } else {
             self.dp.switch(SetId::Policy)?;
             SetId::Policy
         };
-        Ok((report, active, dropped))
+        Ok((report, active, dropped, new_ids))
     }
 
     fn reinstall_policy(

@@ -41,7 +41,8 @@ mod msg {
     about = "Load, inspect and switch a stack's eBPF IP filter (default IP filter policy)"
 )]
 struct Cli {
-    /// The stack (network namespace name; `default` = the initial one).
+    /// The stack: a network namespace name (`/run/netns/NAME`); `default` =
+    /// the namespace this command runs in.
     #[arg(long, short = 'p', global = true, default_value = "default")]
     stack: String,
     #[command(subcommand)]
@@ -306,14 +307,13 @@ fn run(cli: Cli) -> Result<()> {
                 tracing::info!("{} {n}", msg::NOTICE);
             }
             let mut sf = StackFilter::open(&stack, &Options::default())?;
-            // The anchors' dynamic filters go in with the set.
-            let (report, active, _) = sf.load_policy(p.set)?;
-            let mut n = 0;
-            for spec in &dynamic {
-                let d = parse_dynamic(spec, n)?;
-                sf.add_dynamic(d)?;
-                n += 1;
-            }
+            let added = dynamic
+                .iter()
+                .enumerate()
+                .map(|(n, spec)| parse_dynamic(spec, n))
+                .collect::<Result<Vec<_>>>()?;
+            let n = added.len();
+            let (report, active, _, _) = sf.load_policy_with(p.set, added)?;
             let line = format!(
                 "{} Filter set policy loaded for stack {stack} from {}: {} inbound and {} outbound filters, {n} dynamic; active set {}",
                 msg::LOADED,

@@ -19,7 +19,7 @@ pub fn addr(rng: &mut StdRng, family: Family) -> IpAddr {
     let off: u32 = if rng.random_bool(0.05) {
         200
     } else {
-        rng.random_range(0..24)
+        rng.random_range(1..25)
     };
     match family {
         Family::V4 => IpAddr::V4((V4_BASE + off).into()),
@@ -173,6 +173,7 @@ pub fn packet(rng: &mut StdRng) -> PacketDesc {
         _ => (0, 0),
     };
     let fragment = rng.random_bool(0.15);
+    let ports_known = !(fragment && rng.random_bool(0.5));
     PacketDesc {
         dir: if rng.random_bool(0.5) {
             Dir::In
@@ -184,9 +185,10 @@ pub fn packet(rng: &mut StdRng) -> PacketDesc {
         protocol,
         sport,
         dport,
-        ports_known: !(fragment && rng.random_bool(0.5)),
+        ports_known,
         fragment,
-        syn: protocol == 6 && rng.random_bool(0.4),
+        // A later fragment has no TCP header, so no flags.
+        syn: protocol == 6 && ports_known && rng.random_bool(0.4),
         routed: rng.random_bool(0.2),
         secclass: rng.random_range(0..3),
         hop_limit: [1u8, 64, 255][rng.random_range(0..3)],
