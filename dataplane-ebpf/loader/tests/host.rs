@@ -725,3 +725,78 @@ fn the_one_shot_command_pins_enforcement_and_keeps_it_on_bad_input() {
     assert!(out.contains("1 entries selected; result: permit"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn watch_attaches_the_filter_to_interfaces_that_appear_later() {
+    if !privileged("watch_attaches_the_filter_to_interfaces_that_appear_later") {
+        return;
+    }
+    let pair = VethPair::new("gkwatch", 207).unwrap();
+    let stack = pair.b.name().to_owned();
+    let _cleanup = Unload(stack.clone());
+    let dir = std::env::temp_dir().join(format!("gk-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prof = dir.join("p.profile");
+    std::fs::write(&prof, "IPSEC\n IPSECRule * * UDP SRCPort 9000\nENDIPSEC\n").unwrap();
+    let (ok, out, err) = gatekey_filter(&[
+        "--stack",
+        &stack,
+        "load",
+        "--profile",
+        prof.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_gatekey-filter"))
+        .args(["--stack", &stack, "watch", "--interval", "1"])
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_millis(500));
+    // A second link between the namespaces, after the filter was loaded.
+    gatekey_dataplane::testnet::ip(&[
+        "link",
+        "add",
+        "va2",
+        "netns",
+        pair.a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vb2",
+        "netns",
+        &stack,
+    ])
+    .unwrap();
+    pair.a
+        .ip(&["addr", "add", "10.207.1.1/24", "dev", "va2"])
+        .unwrap();
+    pair.b
+        .ip(&["addr", "add", "10.207.1.2/24", "dev", "vb2"])
+        .unwrap();
+    pair.a.ip(&["link", "set", "va2", "up"]).unwrap();
+    pair.b.ip(&["link", "set", "vb2", "up"]).unwrap();
+    let b2: IpAddr = "10.207.1.2".parse().unwrap();
+    // Wait until the watcher has attached (bounded), then check filtering.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let deliver = |port| {
+        let ready = Arc::new(AtomicBool::new(false));
+        let rx = udp_receiver(
+            pair.b.stack().clone(),
+            SocketAddr::new(b2, port),
+            ready.clone(),
+        );
+        wait_ready(&ready);
+        send_udp(pair.a.stack(), false, SocketAddr::new(b2, port), 3, 10);
+        rx.join().unwrap()
+    };
+    let mut denied = deliver(9001);
+    while denied != 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(300));
+        denied = deliver(9001);
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(denied, 0, "the new interface is filtered");
+    assert_eq!(deliver(9000), 3, "and permitted traffic passes");
+    let _ = std::fs::remove_dir_all(&dir);
+}

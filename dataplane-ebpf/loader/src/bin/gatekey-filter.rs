@@ -121,6 +121,16 @@ enum Cmd {
         #[arg(long)]
         stderr: bool,
     },
+    /// Attach the loaded filter to interfaces that appear later (checks every
+    /// `--interval` seconds; runs until stopped).
+    Watch {
+        /// Seconds between checks.
+        #[arg(long, default_value_t = 1)]
+        interval: u64,
+        /// Security class of an interface, `IF=N` (repeatable).
+        #[arg(long = "secclass", value_parser = parse_secclass)]
+        secclass: Vec<(String, u32)>,
+    },
     /// Detach and remove everything pinned for the stack (the stack is then
     /// unfiltered).
     Unload,
@@ -419,6 +429,47 @@ fn run(cli: Cli) -> Result<()> {
                         tracing::warn!("{}", LogReader::suppressed_text(limited, lost));
                     }
                 }
+            }
+        }
+        Cmd::Watch { interval, secclass } => {
+            let mut dp = open_existing(&stack)?;
+            let classes: BTreeMap<String, u32> = secclass.into_iter().collect();
+            // The interfaces present now were handled by `load` (which may
+            // have been told to leave some out): only new ones are attached.
+            let list = |dp: &Dataplane| -> Result<std::collections::BTreeSet<(u32, String)>> {
+                Ok(dp
+                    .interfaces()?
+                    .into_iter()
+                    .filter(|i| !i.loopback && i.ethernet().is_some())
+                    .map(|i| (i.index, i.name))
+                    .collect())
+            };
+            let mut known = list(&dp)?;
+            tracing::info!(
+                "{} Filter interface watch started for stack {stack}",
+                msg::NOTICE
+            );
+            loop {
+                let now = list(&dp)?;
+                let new: Vec<String> = now.difference(&known).map(|(_, n)| n.clone()).collect();
+                if !new.is_empty() {
+                    match dp.attach(Some(&new), &classes) {
+                        Ok(att) => {
+                            for a in att.iter().filter(|a| a.dir == Dir::In) {
+                                tracing::info!(
+                                    "{} Filter attached to {}: in, out",
+                                    msg::ATTACHED,
+                                    a.ifname
+                                );
+                            }
+                        }
+                        // An interface may vanish between listing and
+                        // attaching; try again next time.
+                        Err(e) => tracing::warn!("{} attaching to {new:?}: {e}", msg::NOTICE),
+                    }
+                }
+                known = now;
+                std::thread::sleep(Duration::from_secs(interval.max(1)));
             }
         }
         Cmd::Unload => {
