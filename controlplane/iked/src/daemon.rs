@@ -76,6 +76,8 @@ pub struct Daemon {
     backend: KernelBackend,
     inbound: mpsc::Sender<(String, Datagram)>,
     kernel_events: mpsc::Sender<KernelEvent>,
+    /// Where NSS clients send their answers and relayed NMI requests.
+    pub nss_wiring: Option<crate::nss::Wiring>,
 }
 
 /// What a refresh changed.
@@ -97,6 +99,7 @@ impl Daemon {
         backend: KernelBackend,
         inbound: mpsc::Sender<(String, Datagram)>,
         kernel_events: mpsc::Sender<KernelEvent>,
+        nss_wiring: Option<crate::nss::Wiring>,
     ) -> Self {
         let mut d = Daemon {
             loaded: loaded.clone(),
@@ -106,6 +109,7 @@ impl Daemon {
             backend,
             inbound,
             kernel_events,
+            nss_wiring,
         };
         for setup in loaded.stacks {
             d.start_stack(setup, loaded.iked.ike.clone()).await;
@@ -127,6 +131,9 @@ impl Daemon {
                     "EZD0925I Stack {name} kernel state reconciled: {} policies adopted, {} installed, {} removed, {} stale SAs removed",
                     r.adopted, r.installed, r.removed, r.stale_sas
                 );
+                if let Some(w) = &self.nss_wiring {
+                    crate::nss::reconcile(&mut stack, &ike_conf, &self.system_name(), w);
+                }
                 stack.configure_ike(&ike_conf);
                 auto_activate(&mut stack).await;
                 self.stacks.insert(name, stack);
@@ -305,6 +312,8 @@ impl Daemon {
             }
         }
         self.loaded = new;
+        // NssStackConfig added, removed or changed, or the servers changed.
+        self.reconcile_nss().await;
         out
     }
 
@@ -459,17 +468,32 @@ impl Daemon {
     /// Answer one NMI request.
     pub async fn nmi(&mut self, req: Incoming) -> Reply {
         let sys = self.system_name();
-        let caller = match &req.origin {
-            Origin::Local(c) => *c,
-            Origin::Relayed { .. } => {
-                return Failure::not_served(
-                    "remote management through NSS is not enabled on this iked",
-                )
-                .into();
+        // Relayed by an NSS server (`ipsec -z`): nssd has checked
+        // EZB.NETMGMT.<sys>.<client>.IPSEC.*, and the request is for the
+        // stack whose NSS connection carried it (docs/nmi-protocol.md §7).
+        let relayed = match &req.origin {
+            Origin::Local(_) => None,
+            Origin::Relayed { client_name } => {
+                match crate::nss::relayed_stack(&self.stacks, client_name) {
+                    Ok(s) => {
+                        info!(
+                            "EZD1154I Stack {s}: {} request through network security server for NSS client {client_name}",
+                            req.header.msg_type
+                        );
+                        Some(s)
+                    }
+                    Err(f) => return f.into(),
+                }
             }
         };
+        let caller = req.caller();
         let access = req.access();
         let db = self.loaded.saf.clone();
+        let check = |profile: &str| match &caller {
+            Some(c) => nmi::authorize(&db, c, profile),
+            None => Ok(()),
+        };
+        let in_scope = |s: &str| relayed.as_deref().is_none_or(|r| r == s);
         // Requests about every stack.
         match (&req.request, &req.target) {
             (Request::GetStackInfo, None) => {
@@ -477,12 +501,8 @@ impl Daemon {
                     .stacks
                     .values()
                     .filter(|s| {
-                        nmi::authorize(
-                            &db,
-                            &caller,
-                            &nmi::profile_for(&sys, s.name(), access, false),
-                        )
-                        .is_ok()
+                        in_scope(s.name())
+                            && check(&nmi::profile_for(&sys, s.name(), access, false)).is_ok()
                     })
                     .map(|s| self.stack_record(s))
                     .collect();
@@ -495,16 +515,18 @@ impl Daemon {
                 );
             }
             (Request::GetIkeNsInfo, _) => {
-                if let Err(f) =
-                    nmi::authorize(&db, &caller, &nmi::profile_for(&sys, &sys, access, true))
-                {
+                if let Err(f) = check(&nmi::profile_for(&sys, &sys, access, true)) {
                     return f.into();
                 }
                 let records: Vec<IkeNsInfoRecord> = self
                     .stacks
                     .values()
-                    .filter(|s| req.target.as_ref().is_none_or(|t| t.matches(s.name())))
-                    .map(|s| nsinfo_record(s, &sys))
+                    .filter(|s| {
+                        in_scope(s.name())
+                            && (relayed.is_some()
+                                || req.target.as_ref().is_none_or(|t| t.matches(s.name())))
+                    })
+                    .map(|s| crate::nss::nsinfo_record(s, &sys))
                     .collect();
                 return ok(
                     req.target.clone(),
@@ -520,18 +542,19 @@ impl Daemon {
             }
             _ => {}
         }
-        let stack_name = match self.resolve(req.target.as_ref()) {
-            Ok(s) => s.name().to_owned(),
-            Err(f) => return f.into(),
+        let stack_name = match (&relayed, self.resolve(req.target.as_ref())) {
+            (Some(r), _) => r.clone(),
+            (None, Ok(s)) => s.name().to_owned(),
+            (None, Err(f)) => return f.into(),
         };
-        if let Err(f) = nmi::authorize(
-            &db,
-            &caller,
-            &nmi::profile_for(&sys, &stack_name, access, false),
-        ) {
+        if let Err(f) = check(&nmi::profile_for(&sys, &stack_name, access, false)) {
             return f.into();
         }
-        let target = Target::new(&stack_name).ok();
+        // A relayed answer carries the request's target (the client name).
+        let target = match &relayed {
+            Some(_) => req.target.clone(),
+            None => Target::new(&stack_name).ok(),
+        };
         let fips = self.loaded.iked.ike.fips140;
         let Some(stack) = self.stacks.get_mut(&stack_name) else {
             return Failure::no_target(format!("stack {stack_name} stopped")).into();
@@ -825,32 +848,6 @@ fn dynamic_control_one(stack: &Stack, t: &gatekey_nmi::records::TunnelRef) -> Tu
     }
 }
 
-fn nsinfo_record(s: &Stack, sys: &str) -> IkeNsInfoRecord {
-    use gatekey_config::iked_conf::ServiceType;
-    let nss = s.setup.nss.as_ref();
-    IkeNsInfoRecord {
-        stack_name: s.name().to_owned(),
-        client_name: nss.map(|n| n.client_name(sys)),
-        client_api_version: None,
-        server_api_version: None,
-        ns_services_supported: nss.is_some(),
-        remote_management_selected: nss.is_some_and(|n| n.has_service(ServiceType::RemoteMgmt)),
-        remote_management_enabled: None,
-        certificate_services_selected: nss.is_some_and(|n| n.has_service(ServiceType::Cert)),
-        certificate_services_enabled: None,
-        ns_client_ip_address: None,
-        ns_client_port: None,
-        ns_server_ip_address: None,
-        ns_server_port: None,
-        ns_server_system_name: None,
-        ns_server_role: None,
-        user_id: nss.map(|n| n.user_id.clone()),
-        connection_state: nss.map(|_| gatekey_nmi::records::NssConnectionState::Disconnected),
-        time_connected_to_ns_server: None,
-        time_of_last_message_to_ns_server: None,
-    }
-}
-
 fn log_policy(setup: &StackSetup) {
     let name = setup.name();
     match &setup.policy {
@@ -883,9 +880,14 @@ pub async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
     let sys = loaded.iked.system_name();
     let (tx, mut rx) = mpsc::channel::<(String, Datagram)>(1024);
     let (ktx, mut krx) = mpsc::channel::<KernelEvent>(256);
-    let mut daemon = Daemon::start(loaded, cli.kernel, tx, ktx).await;
-
     let (ntx, mut nrx) = mpsc::channel::<NmiCommand>(64);
+    let (sstx, mut ssrx) = mpsc::channel::<crate::nss::NssEvent>(256);
+    let wiring = crate::nss::Wiring {
+        events: sstx,
+        nmi: NmiHandler::new(ntx.clone()),
+    };
+    let mut daemon = Daemon::start(loaded, cli.kernel, tx, ktx, Some(wiring)).await;
+
     let info = ServerInfo {
         server: ServerKind::Iked,
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -936,6 +938,7 @@ pub async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
         tokio::select! {
             Some((stack, d)) = rx.recv() => daemon.on_datagram(&stack, d).await,
             Some(ev) = krx.recv() => daemon.on_kernel_event(ev).await,
+            Some(ev) = ssrx.recv() => daemon.on_nss_event(ev).await,
             () = sleep_until(daemon.next_deadline()) => daemon.on_timer().await,
             Some(cmd) = nrx.recv() => {
                 let reply = daemon.nmi(*cmd.request).await;
@@ -960,6 +963,7 @@ pub async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
         })
     })
     .await;
+    crate::nss::shutdown(&mut daemon.stacks).await;
     drop(daemon);
     info!("EZD0910I IKE daemon ending; IPsec policies stay in force (fail closed)");
     Ok(())
@@ -974,7 +978,7 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 }
 
 /// Start every AutoActivate rule of a stack.
-async fn auto_activate(stack: &mut Stack) {
+pub(crate) async fn auto_activate(stack: &mut Stack) {
     let now = std::time::Instant::now();
     let rules: Vec<String> = stack
         .setup

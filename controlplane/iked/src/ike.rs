@@ -177,6 +177,10 @@ pub struct IkeDriver {
     /// Statistics of removed/old engines are not kept: the engine lives as
     /// long as the stack.
     nat_t_port: u16,
+    /// Signatures of rules without a local signer go to the NSS server.
+    pub nss_signing: bool,
+    /// Requests for the NSS server (drained by [`crate::nss::serve_engine`]).
+    pub remote: Vec<crate::nss::Pending>,
 }
 
 fn now_secs() -> u64 {
@@ -353,6 +357,7 @@ fn child_config(rule: &LocalDynVpnRule) -> Result<ChildConfig, String> {
 pub fn peer_configs(
     policy: &IkePolicy,
     keyring: Option<&Keyring>,
+    nss: Option<&crate::nss::CertState>,
     local_for: &dyn Fn(IpAddr) -> Option<IpAddr>,
     stack: &str,
 ) -> PeerSet {
@@ -360,7 +365,7 @@ pub fn peer_configs(
     let mut children_of = BTreeMap::new();
     let mut signers = BTreeMap::new();
     for r in &policy.key_exchange_rules {
-        match peer_config(policy, r, keyring, local_for) {
+        match peer_config(policy, r, keyring, nss, local_for) {
             Ok((pc, signer)) => {
                 children_of.insert(
                     pc.name.clone(),
@@ -394,6 +399,7 @@ fn peer_config(
     policy: &IkePolicy,
     r: &KeyExchangeRule,
     keyring: Option<&Keyring>,
+    nss: Option<&crate::nss::CertState>,
     local_for: &dyn Fn(IpAddr) -> Option<IpAddr>,
 ) -> Result<PeerAndSigner, String> {
     if matches!(
@@ -425,8 +431,16 @@ fn peer_config(
         .as_ref()
         .map(|k| IkeSecret::from_slice(k.expose()));
     let mut signer = None;
+    // An NSS client stack with ServiceType Cert signs and verifies through
+    // the NSS server, never with a local key (reference §1.3).
+    let nss_auth = match nss {
+        Some(c) if r.auth_me() != AuthMethod::PresharedKey => Some(crate::nss::auth_for(c, r)?),
+        _ => None,
+    };
     let local_auth = if r.auth_me() == AuthMethod::PresharedKey {
         LocalAuth::Psk(psk.clone().ok_or("PresharedKey needs a SharedKey")?)
+    } else if let Some((l, _)) = &nss_auth {
+        l.clone()
     } else {
         let ring = keyring.ok_or(
             "signature authentication needs the IkeConfig KeyRing, which could not be loaded",
@@ -454,8 +468,9 @@ fn peer_config(
             schemes: Vec::new(),
         }
     };
-    let remote_auth = match (&psk, r.auth_me()) {
-        (Some(k), AuthMethod::PresharedKey) => RemoteAuth::Psk(k.clone()),
+    let remote_auth = match (&psk, r.auth_me(), nss_auth) {
+        (Some(k), AuthMethod::PresharedKey, _) => RemoteAuth::Psk(k.clone()),
+        (_, _, Some((_, remote))) => remote,
         _ => {
             let ring =
                 keyring.ok_or("verifying a peer's certificate needs the IkeConfig KeyRing")?;
@@ -559,6 +574,8 @@ impl IkeDriver {
             outbox: Vec::new(),
             kernel: Vec::new(),
             nat_t_port,
+            nss_signing: false,
+            remote: Vec::new(),
         }
     }
 
@@ -719,6 +736,15 @@ impl IkeDriver {
                 octets,
                 ..
             } => {
+                if self.nss_signing && !self.signers.contains_key(&peer) {
+                    self.remote.push(crate::nss::Pending::Sign {
+                        id,
+                        peer,
+                        scheme,
+                        octets,
+                    });
+                    return;
+                }
                 let result = match self.signers.get(&peer) {
                     Some(s) => s.sign(scheme, &octets).map_err(|e| e.to_string()),
                     None => Err(format!("no local key for KeyExchangeRule {peer}")),
@@ -727,6 +753,9 @@ impl IkeDriver {
                     warn!("EZD0934E Stack {stack}: signing for KeyExchangeRule {peer} failed: {e}");
                 }
                 self.endpoint.handle_signature(now, id, result);
+            }
+            Event::VerifyRequest { id, .. } if self.nss_signing => {
+                self.remote.push(crate::nss::Pending::Verify { id });
             }
             Event::VerifyRequest { id, .. } => {
                 self.endpoint.handle_verification(

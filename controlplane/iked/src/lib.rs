@@ -21,6 +21,7 @@ pub mod kernel;
 pub mod net;
 pub mod netns;
 pub mod nmi;
+pub mod nss;
 pub mod stack;
 pub mod sys;
 pub mod xlate;

@@ -83,6 +83,8 @@ pub struct Stack {
     pub ike: Option<crate::ike::IkeDriver>,
     /// The local key ring, when one is configured and loads.
     pub keyring: Option<Arc<gatekey_keyring::Keyring>>,
+    /// The NSS client, when the stack has an NssStackConfig.
+    pub nss: Option<crate::nss::StackNss>,
     next_m: u32,
 }
 
@@ -125,6 +127,7 @@ impl Stack {
             tasks: Vec::new(),
             ike: None,
             keyring: None,
+            nss: None,
             next_m: 1,
         }
     }
@@ -688,7 +691,11 @@ impl Stack {
             .key_exchange_rules
             .iter()
             .any(|r| r.auth_me().is_signature() || r.shared_key.is_none());
-        if needs_ring && self.keyring.is_none() {
+        let nss = self
+            .nss
+            .as_ref()
+            .and_then(crate::nss::StackNss::cert_source);
+        if needs_ring && nss.is_none() && self.keyring.is_none() {
             match ike_conf.key_ring.directory() {
                 Some(dir) => match gatekey_keyring::Keyring::load(&dir) {
                     Ok(k) => self.keyring = Some(Arc::new(k)),
@@ -722,9 +729,11 @@ impl Stack {
         let peers = ike::peer_configs(
             &policy,
             self.keyring.as_deref(),
+            nss,
             &local_for,
             self.setup.name(),
         );
+        let nss_signing = nss.is_some();
         match &mut self.ike {
             Some(d) => d.set_peers(peers),
             None => {
@@ -736,6 +745,9 @@ impl Stack {
                     peers,
                 ));
             }
+        }
+        if let Some(d) = &mut self.ike {
+            d.nss_signing = nss_signing;
         }
     }
 
@@ -860,6 +872,14 @@ impl Stack {
         let traps = &self.traps;
         let Some(drv) = &mut self.ike else { return };
         drv.pump(now, &name, &|r| traps.get(r).map(|t| t.reqid));
+        crate::nss::serve_engine(
+            drv,
+            self.nss.as_ref(),
+            self.setup.policy.get().map(|p| &**p),
+            now,
+            &name,
+            &|r| traps.get(r).map(|t| t.reqid),
+        );
         let outbox = std::mem::take(&mut drv.outbox);
         let work = std::mem::take(&mut drv.kernel);
         let natt = drv.nat_t_port();
