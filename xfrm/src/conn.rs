@@ -37,6 +37,8 @@ const ENOBUFS: i32 = 105;
 const RECV_BUF: usize = 64 * 1024;
 /// Socket buffers we ask for (with CAP_NET_ADMIN the `FORCE` variants exceed rmem_max).
 const SOCK_BUF: usize = 8 * 1024 * 1024;
+/// Datagrams read (or sent) between voluntary yields to the runtime.
+const YIELD_EVERY: u32 = 8;
 /// Worst-case receive-queue cost of one error reply (skb truesize with a capped echo and an
 /// extended-ack message), used to size batches so that all-fail still fits.
 const ERROR_TRUESIZE: usize = 2048;
@@ -142,6 +144,9 @@ impl SeqGen {
 pub(crate) struct Conn {
     sock: TokioSocket,
     rbuf: Vec<u8>,
+    /// A dump whose future was dropped before its end: the kernel keeps the dump running on
+    /// this socket (and refuses another with EBUSY) until it has been read to the end.
+    abandoned_dump: Option<u32>,
     max_chunk_msgs: usize,
     max_chunk_bytes: usize,
 }
@@ -202,6 +207,7 @@ impl Conn {
         Ok(Conn {
             sock,
             rbuf: Vec::with_capacity(RECV_BUF),
+            abandoned_dump: None,
             // Leave half the receive buffer as headroom. At most 256 requests per datagram: the
             // kernel holds its XFRM configuration mutex for a whole datagram (~8 ms for 256
             // policies) and runs hash-table resizes between datagrams, while the two system
@@ -277,6 +283,27 @@ impl Conn {
         res
     }
 
+    /// Reads an abandoned dump to its end so the socket is clean again.
+    async fn finish_abandoned_dump(&mut self) -> Result<()> {
+        while let Some(seq) = self.abandoned_dump {
+            if !self.recv().await? {
+                // Lost messages: the end marker may be among them; give up on the old dump.
+                self.abandoned_dump = None;
+                break;
+            }
+            let mut finished = false;
+            self.each_message(|hdr, m| {
+                if hdr.seq == seq && matches!(m, Ok(Message::Done(_)) | Ok(Message::Error(_))) {
+                    finished = true;
+                }
+            })?;
+            if finished {
+                self.abandoned_dump = None;
+            }
+        }
+        Ok(())
+    }
+
     /// Sends one request and waits for its acknowledgement or reply.
     pub(crate) async fn request(
         &mut self,
@@ -285,6 +312,7 @@ impl Conn {
         msg: &XfrmMsg,
         expect: Expect,
     ) -> Outcome {
+        self.finish_abandoned_dump().await?;
         let seq = seqs.next();
         let flags = match expect {
             Expect::Ack => NLM_F_REQUEST | NLM_F_ACK,
@@ -326,15 +354,27 @@ impl Conn {
         op: &'static str,
         msg: &XfrmMsg,
     ) -> Result<Vec<XfrmMsg>> {
+        self.finish_abandoned_dump().await?;
         let seq = seqs.next();
         let mut buf = SecretBuf::with_capacity(wire::NLMSG_HDRLEN + msg.payload_len() + 4);
         encode(&mut buf, msg, NLM_F_REQUEST | NLM_F_DUMP, seq);
         self.send(&[buf.as_slice()]).await?;
+        // Until the end marker is read, a dropped future leaves the dump running.
+        self.abandoned_dump = Some(seq);
         let mut out = Vec::new();
         let mut done: Option<Result<()>> = None;
         let mut interrupted = false;
+        let mut datagrams = 0u32;
         while done.is_none() {
+            // Dump datagrams are always ready, so the loop would never yield on its own: let
+            // other tasks on this runtime run between every few (a 10k-SA dump is ~100).
+            datagrams += 1;
+            if datagrams % YIELD_EVERY == 0 {
+                tokio::task::yield_now().await;
+            }
             if !self.recv().await? {
+                // The end marker may be lost too: do not wait for it later.
+                self.abandoned_dump = None;
                 return Err(Error::Overrun("dump replies were lost; retry the dump"));
             }
             let mut first_err = None;
@@ -372,22 +412,14 @@ impl Conn {
                 }
             })?;
             if let Some(e) = first_err {
-                // Drain the rest of the dump so the socket stays usable, then report.
-                while done.is_none() {
-                    if !self.recv().await? {
-                        break;
-                    }
-                    self.each_message(|hdr, m| {
-                        if hdr.seq == seq
-                            && matches!(m, Ok(Message::Done(_)) | Ok(Message::Error(_)))
-                        {
-                            done = Some(Ok(()));
-                        }
-                    })?;
+                // The rest of the dump is drained before the next request.
+                if done.is_some() {
+                    self.abandoned_dump = None;
                 }
                 return Err(e);
             }
         }
+        self.abandoned_dump = None;
         if interrupted {
             tracing::debug!(op, "XFRM dump was interrupted by a concurrent change");
         }
@@ -404,6 +436,7 @@ impl Conn {
         buf: &mut SecretBuf,
         items: &[(usize, &'static str, Expect)],
     ) -> Result<Vec<Outcome>> {
+        self.finish_abandoned_dump().await?;
         let base = seqs.reserve(items.len());
         for (k, it) in items.iter().enumerate() {
             let seq = base.wrapping_add(k as u32);
@@ -414,7 +447,14 @@ impl Conn {
         let mut outcomes: Vec<Option<Outcome>> = (0..items.len()).map(|_| None).collect();
         let total = buf.len();
         let mut i = 0;
+        let mut chunks = 0u32;
         while i < items.len() {
+            // Each datagram keeps the kernel busy for milliseconds and its replies are ready at
+            // once: yield now and then so other tasks on this runtime are not starved.
+            chunks += 1;
+            if chunks % YIELD_EVERY == 0 {
+                tokio::task::yield_now().await;
+            }
             // Chunk [i, j): bounded by message count and datagram size.
             let start = items.get(i).map_or(total, |it| it.0);
             let mut j = i + 1;

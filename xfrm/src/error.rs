@@ -151,6 +151,8 @@ pub mod libc_errno {
     pub const EAGAIN: i32 = 11;
     /// Out of memory.
     pub const ENOMEM: i32 = 12;
+    /// Busy (a dump is already running on the socket).
+    pub const EBUSY: i32 = 16;
     /// File exists.
     pub const EEXIST: i32 = 17;
     /// Invalid argument.
@@ -176,6 +178,7 @@ fn errno_name(errno: i32) -> Option<&'static str> {
         EINTR => "EINTR",
         EAGAIN => "EAGAIN",
         ENOMEM => "ENOMEM",
+        EBUSY => "EBUSY",
         EEXIST => "EEXIST",
         EINVAL => "EINVAL",
         ENOSYS => "ENOSYS",

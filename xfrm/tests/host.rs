@@ -585,3 +585,46 @@ fn handle_outside_a_runtime_is_an_error_not_a_panic() {
     let e = Handle::new().expect_err("no runtime");
     assert!(matches!(e, Error::Invalid(_)), "{e}");
 }
+
+#[tokio::test]
+async fn a_dropped_dump_does_not_break_the_handle() -> R {
+    if !privileged("a_dropped_dump_does_not_break_the_handle") {
+        return Ok(());
+    }
+    let ns = TestNs::new();
+    let h = handle(&ns)?;
+    // Enough policies that the dump spans many datagrams: the dump yields to the runtime every
+    // few datagrams, so the first poll returns Pending in the middle of the dump.
+    let n = 5_000u32;
+    let mut b = h.batch();
+    for i in 0..n {
+        let sel = Selector::new(
+            pfx(&format!(
+                "10.{}.{}.{}/32",
+                i >> 16,
+                (i >> 8) & 0xff,
+                i & 0xff
+            )),
+            pfx("172.16.0.0/16"),
+        )?;
+        b.add_policy(Policy::new(sel, Direction::Out).template(Template::tunnel(
+            Proto::Esp,
+            ip("192.0.2.1"),
+            ip("192.0.2.2"),
+            i,
+        )))?;
+    }
+    assert!(b.execute().await?.iter().all(Result::is_ok));
+    // Start a dump and drop it after its first datagram has been read.
+    let mut dump = Box::pin(h.policy().dump().execute());
+    let first = tokio::time::timeout(Duration::ZERO, &mut dump).await;
+    assert!(
+        first.is_err(),
+        "the dump finished in one poll; the test would prove nothing"
+    );
+    drop(dump);
+    // The handle still works: a new dump sees everything, a request gets its answer.
+    assert_eq!(h.policy().dump().execute().await?.len(), n as usize);
+    assert_eq!(h.policy().info().await?.out_count, n);
+    Ok(())
+}
