@@ -369,7 +369,7 @@ impl Conn {
             // Dump datagrams are always ready, so the loop would never yield on its own: let
             // other tasks on this runtime run between every few (a 10k-SA dump is ~100).
             datagrams += 1;
-            if datagrams % YIELD_EVERY == 0 {
+            if datagrams.is_multiple_of(YIELD_EVERY) {
                 tokio::task::yield_now().await;
             }
             if !self.recv().await? {
@@ -452,7 +452,7 @@ impl Conn {
             // Each datagram keeps the kernel busy for milliseconds and its replies are ready at
             // once: yield now and then so other tasks on this runtime are not starved.
             chunks += 1;
-            if chunks % YIELD_EVERY == 0 {
+            if chunks.is_multiple_of(YIELD_EVERY) {
                 tokio::task::yield_now().await;
             }
             // Chunk [i, j): bounded by message count and datagram size.
