@@ -6,16 +6,22 @@
 //! Two network namespaces joined by a veth pair; the sender floods a bounded
 //! number of UDP datagrams to a receiver in the other namespace. Cost per
 //! packet = the sender's wall time / packets (on veth, the receive path runs
-//! in the sender's context). Each configuration is measured `TRIALS` times,
-//! interleaved, and the median is printed:
+//! in the sender's context). Each configuration is measured once per round,
+//! in `GATEKEY_BENCH_TRIALS` interleaved rounds, after a short warm-up burst;
+//! medians are printed, the ratios are ratios of medians (a
+//! `BENCH filter-paired` line gives medians of per-round ratios as a
+//! cross-check):
 //!
 //! ```text
 //! BENCH filter rules=<N> ebpf_ns_per_pkt=<x> nft_ns_per_pkt=<y> none_ns_per_pkt=<z>
 //! BENCH filter-scaling ebpf_4000_over_10=<x> ebpf_4000_over_none=<w> nft_over_ebpf_at_4000=<y>
 //! ```
 //!
-//! Needs root. Environment: `GATEKEY_BENCH_PACKETS` (default 100000),
-//! `GATEKEY_BENCH_TRIALS` (default 5).
+//! A `BENCH filter-program` line adds the program's own cost per packet
+//! (`BPF_PROG_TEST_RUN`), which the rest of the path does not blur.
+//!
+//! Needs root. Environment: `GATEKEY_BENCH_PACKETS` (default 30000),
+//! `GATEKEY_BENCH_TRIALS` (rounds, default 15).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -274,7 +280,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 fn run() -> Result<(), String> {
-    let packets = env_u64("GATEKEY_BENCH_PACKETS", 40_000);
+    let packets = env_u64("GATEKEY_BENCH_PACKETS", 30_000);
     let rounds = env_u64("GATEKEY_BENCH_TRIALS", 15) as usize;
     // Three identical pairs: one without a filter, one with the eBPF filter,
     // one with nftables, so that configurations can be interleaved finely
@@ -327,12 +333,15 @@ fn run() -> Result<(), String> {
         Ok(())
     };
     for round in 0..rounds {
+        flood(&none_pair, packets / 10)?;
         let (ns, ok) = flood(&none_pair, packets)?;
         check("no filter", ok)?;
         none.push(ns);
         for &n in &SIZES {
             dp.install(SetId::Default, compiled.get(&n).ok_or("missing set")?)
                 .map_err(|e| e.to_string())?;
+            // Warm the new tables' cache lines before timing.
+            flood(&ebpf_pair, packets / 10)?;
             let before = decisive(&dp, n)?;
             let (ns, ok) = flood(&ebpf_pair, packets)?;
             check(&format!("eBPF with {n} rules"), ok)?;
@@ -347,6 +356,7 @@ fn run() -> Result<(), String> {
         }
         for &n in &SIZES {
             nft(&ns_f, &["-f", "-"], nft_text.get(&n).map(String::as_str))?;
+            flood(&nft_pair, packets / 10)?;
             let (ns, ok) = flood(&nft_pair, packets)?;
             nft(&ns_f, &["delete", "table", "inet", "gkbench"], None)?;
             check(&format!("nftables with {n} rules"), ok)?;
@@ -354,27 +364,36 @@ fn run() -> Result<(), String> {
         }
         eprintln!("round {} of {rounds} done", round + 1);
     }
-    let none_m = median(&mut none);
-    let mut e_m = BTreeMap::new();
-    let mut n_m = BTreeMap::new();
+    let none_m = median(&mut none.clone());
     for &n in &SIZES {
-        let e = median(ebpf.get_mut(&n).map_or(&mut [][..], |v| v.as_mut_slice()));
-        let f = median(nftv.get_mut(&n).map_or(&mut [][..], |v| v.as_mut_slice()));
-        let p = median(prog.get_mut(&n).map_or(&mut [][..], |v| v.as_mut_slice()));
+        let e = median(&mut ebpf.get(&n).cloned().unwrap_or_default());
+        let f = median(&mut nftv.get(&n).cloned().unwrap_or_default());
+        let p = median(&mut prog.get(&n).cloned().unwrap_or_default());
         println!(
             "BENCH filter rules={n} ebpf_ns_per_pkt={e:.0} nft_ns_per_pkt={f:.0} none_ns_per_pkt={none_m:.0}"
         );
         println!("BENCH filter-program rules={n} prog_ns_per_pkt={p:.0}");
-        e_m.insert(n, e);
-        n_m.insert(n, f);
     }
-    let get = |m: &BTreeMap<usize, f64>, k| m.get(&k).copied().unwrap_or(f64::NAN);
-    let (e10, e4k, f4k) = (get(&e_m, 10), get(&e_m, 4000), get(&n_m, 4000));
+    // Ratios of the medians; and, as a cross-check, medians of the ratios of
+    // measurements taken in the same round.
+    let series = |m: &BTreeMap<usize, Vec<f64>>, k: usize| m.get(&k).cloned().unwrap_or_default();
+    let (e10, e4k, f4k) = (series(&ebpf, 10), series(&ebpf, 4000), series(&nftv, 4000));
+    let med = |v: &[f64]| median(&mut v.to_vec());
     println!(
         "BENCH filter-scaling ebpf_4000_over_10={:.3} ebpf_4000_over_none={:.3} nft_over_ebpf_at_4000={:.2}",
-        e4k / e10,
-        e4k / none_m,
-        f4k / e4k
+        med(&e4k) / med(&e10),
+        med(&e4k) / none_m,
+        med(&f4k) / med(&e4k)
+    );
+    let paired = |a: &[f64], b: &[f64]| -> f64 {
+        let mut r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+        median(&mut r)
+    };
+    println!(
+        "BENCH filter-paired ebpf_4000_over_10={:.3} ebpf_4000_over_none={:.3} nft_over_ebpf_at_4000={:.2} rounds={rounds}",
+        paired(&e4k, &e10),
+        paired(&e4k, &none),
+        paired(&f4k, &e4k)
     );
     let _ = sets;
     Ok(())
