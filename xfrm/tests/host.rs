@@ -44,7 +44,7 @@ fn handle(ns: &TestNs) -> anyhow::Result<Handle> {
 }
 
 async fn next_event(ev: &mut gatekey_xfrm::EventStream) -> anyhow::Result<Event> {
-    Ok(tokio::time::timeout(Duration::from_secs(5), ev.next()).await??)
+    Ok(tokio::time::timeout(Duration::from_secs(10), ev.next()).await??)
 }
 
 #[tokio::test]
@@ -512,8 +512,10 @@ async fn policy_expire_event() -> R {
             add_seconds: Some(1),
             ..Default::default()
         },
+        // far enough from the soft limit that a loaded machine's late timer still sees the
+        // soft limit first
         hard: LifetimeLimits {
-            add_seconds: Some(2),
+            add_seconds: Some(4),
             ..Default::default()
         },
     };
