@@ -425,6 +425,11 @@ fn psk_happy_path() {
     assert_eq!(info.len(), 1);
     assert_eq!(info[0].state, "DONE");
     assert_eq!(info[0].peer_id, Some("b.example.com".parse().unwrap()));
+    // The snapshot names the negotiated algorithms, the same on both ends.
+    let suite = info[0].suite.expect("negotiated suite");
+    assert_eq!(Some(suite), p.b.ep.ike_sas()[0].suite);
+    assert_eq!(info[0].children.len(), 1);
+    assert_eq!(info[0].children[0].proposal.encr, c.encr);
 }
 
 trait StatsCheck {

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use ring::rand::SecureRandom;
 
+use crate::crypto::keys::IkeSuite;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
-use crate::ikev2::config::{EndpointConfig, Mode, PeerConfig};
+use crate::ikev2::config::{ChildProposal, EndpointConfig, Mode, PeerConfig};
 use crate::ikev2::event::{ChildId, Event, IkeSaId, RequestId, Statistics, Transmit};
 use crate::ikev2::init;
 use crate::ikev2::sa::{ChildState, IkeSa, Req, Shared, State, Task};
@@ -40,6 +41,8 @@ pub struct IkeSaInfo {
     pub peer_id: Option<Identity>,
     /// NAT in front of us / the peer.
     pub nat: (bool, bool),
+    /// The negotiated algorithms, once IKE_SA_INIT has chosen them (None before).
+    pub suite: Option<IkeSuite>,
     /// Child SAs.
     pub children: Vec<ChildInfo>,
 }
@@ -63,6 +66,8 @@ pub struct ChildInfo {
     pub local_ts: Vec<TrafficSelector>,
     /// Remote selectors.
     pub remote_ts: Vec<TrafficSelector>,
+    /// The negotiated proposal (ESP algorithms, ESN, PFS group).
+    pub proposal: ChildProposal,
 }
 
 /// All IKE SAs of one stack.
@@ -522,6 +527,7 @@ impl Endpoint {
                 },
                 peer_id: s.peer_id.clone(),
                 nat: (s.local_nat, s.remote_nat),
+                suite: s.keys.is_some().then_some(s.suite),
                 children: s
                     .children
                     .iter()
@@ -539,6 +545,7 @@ impl Endpoint {
                         },
                         local_ts: c.local_ts.clone(),
                         remote_ts: c.remote_ts.clone(),
+                        proposal: c.proposal,
                     })
                     .collect(),
             })
