@@ -7,6 +7,7 @@
 mod agent;
 mod bench;
 mod checks;
+mod fuzz;
 mod guest;
 mod pcap;
 mod runner;
@@ -28,6 +29,8 @@ tasks:
   vm-test [GLOB…]  run VM scenarios (vm-tests/scenarios/SUITE/NAME); --list, --no-build,
                    --release, -j N; see docs/testing.md
   bench [NAME]     list the benchmarks, or run one (BENCH lines)
+  fuzz [TARGET…]   run the cargo-fuzz targets from their seed corpora; --seconds N each
+                   (default 60), --list
   vm-run CMD       boot a test guest, run the shell command CMD in it, print its output
   help             this text
 ";
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         "test" => tasks::test(rest),
         "demo" => tasks::demo(rest),
         "bench" => bench::run(rest),
+        "fuzz" => fuzz::run(rest),
         "guest-agent" => agent::main(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
