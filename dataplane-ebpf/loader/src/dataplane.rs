@@ -833,12 +833,41 @@ impl Dataplane {
             Ok((out, classes))
         })??;
         let (attachments, classes) = result;
-        let mut info: HashMap<_, u32, IfInfo> = self.map_mut(MAP_IFINFO)?;
-        for (index, class) in classes {
-            info.insert(index, IfInfo { secclass: class }, 0)
-                .map_err(|e| Error::map("writing GK_IFINFO", e))?;
+        {
+            let mut info: HashMap<_, u32, IfInfo> = self.map_mut(MAP_IFINFO)?;
+            for (index, class) in classes {
+                info.insert(index, IfInfo { secclass: class }, 0)
+                    .map_err(|e| Error::map("writing GK_IFINFO", e))?;
+            }
         }
+        self.pin_programs()?;
         Ok(attachments)
+    }
+
+    /// Pin the programs in use as `prog-<name>` (replacing older pins), so
+    /// that `bpftool` and operators see what enforces the stack.
+    fn pin_programs(&mut self) -> Result<(), Error> {
+        let Some(dir) = self.pin_dir.clone() else {
+            return Ok(());
+        };
+        for name in [PROG_IN_ETH, PROG_OUT_ETH, PROG_IN_L3, PROG_OUT_L3] {
+            let path = dir.join(format!("prog-{name}"));
+            if path.exists() {
+                fs::remove_file(&path).map_err(|e| Error::io("replacing", &path, e))?;
+            }
+            let prog: &mut SchedClassifier = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(Error::Missing {
+                    kind: "program",
+                    name,
+                })?
+                .try_into()
+                .map_err(|e| Error::program(name, e))?;
+            prog.pin(&path)
+                .map_err(|e| Error::io("pinning", &path, io::Error::other(e)))?;
+        }
+        Ok(())
     }
 
     /// Remove everything gatekey attached to and pinned for `stack`: links,
