@@ -219,6 +219,7 @@ fn vm_fixture_roundtrips() {
         ("recv", msg::EXPIRE),
         ("recv", msg::NEWAE),
         ("recv", msg::FLUSHSA),
+        ("recv", msg::MAPPING),
     ] {
         assert!(seen.contains(&want), "vm.txt has no {want:?}");
     }
@@ -328,4 +329,26 @@ fn vm_fixture_expire_events() {
         }
     }
     assert_eq!((soft, hard), (1, 1));
+}
+
+#[test]
+fn vm_fixture_mapping_event() {
+    let mut mappings = Vec::new();
+    for d in load(include_str!("fixtures/vm.txt"))
+        .iter()
+        .filter(|d| !d.send)
+    {
+        for (hdr, payload) in NlMessages::new(&d.bytes).flatten() {
+            if let Ok(Message::Xfrm(x)) = Message::parse(&hdr, payload)
+                && let Ok(Event::Mapping(m)) = Event::from_message(*x)
+            {
+                mappings.push(m);
+            }
+        }
+    }
+    let m = mappings.first().expect("a MAPPING event in vm.txt");
+    assert_eq!(m.sa.spi.0, 0x1010);
+    assert_eq!(m.reqid, 10);
+    assert_eq!(m.old.to_string(), "10.8.0.2:4501");
+    assert_eq!(m.new.to_string(), "10.8.0.2:4500");
 }
