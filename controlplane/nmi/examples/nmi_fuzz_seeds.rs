@@ -12,9 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let target = Target::new("default")?;
     let write = |name: &str, bytes: Vec<u8>| std::fs::write(format!("{dir}/{name}"), bytes);
     for (i, req) in samples::requests().iter().enumerate() {
-        let f = Frame::request(req, 1, i as u32, Some(&target))?;
+        let v = req.msg_type().min_version();
+        let f = Frame::request(req, v, i as u32, Some(&target))?;
         write(&format!("req-{}", req.msg_type()), f.to_bytes())?;
-        let h = Header::request(req.msg_type(), 1, i as u32, Some(&target));
+        let h = Header::request(req.msg_type(), v, i as u32, Some(&target));
         let r = Frame::response(&h, Some(&target), &samples::response_for(req))?;
         write(&format!("resp-{}", req.msg_type()), r.to_bytes())?;
     }

@@ -127,6 +127,14 @@ impl Client {
 
     /// Sends `request` for `target` (None = blank) and waits for its response.
     pub fn call(&mut self, target: Option<&Target>, request: &Request) -> Result<Reply, Error> {
+        let t = request.msg_type();
+        if t.min_version() > self.version {
+            return Err(Error::Unsupported {
+                msg_type: t,
+                needs: t.min_version(),
+                server_max: self.info.max_version,
+            });
+        }
         let frame = Frame::request(request, self.version, self.next_correlator, target)?;
         let resp = self.call_frame(&frame)?;
         let response = Response::decode(resp.header.msg_type, &resp.body)?;

@@ -95,6 +95,9 @@ impl ReasonCode {
     pub const BAD_PARAMETER: Self = Self(4100);
     /// The server does not serve this request type.
     pub const NOT_SERVED: Self = Self(4101);
+    /// REFRESH_CONFIG: a configuration file has an error; the running configuration stays
+    /// (protocol version 2).
+    pub const CONFIG_REJECTED: Self = Self(4102);
 
     /// The documented name, if known.
     pub fn name(self) -> Option<&'static str> {
@@ -114,6 +117,7 @@ impl ReasonCode {
             Self::BAD_TARGET => "GkRsnBadTarget",
             Self::BAD_PARAMETER => "GkRsnBadParameter",
             Self::NOT_SERVED => "GkRsnNotServed",
+            Self::CONFIG_REJECTED => "GkRsnConfigRejected",
             _ => return None,
         })
     }
@@ -182,6 +186,12 @@ impl Failure {
     /// `EOPNOTSUPP`/`GkRsnNotServed`.
     pub fn not_served(message: impl Into<String>) -> Self {
         Self::new(ReturnCode::EOPNOTSUPP, ReasonCode::NOT_SERVED, message)
+    }
+
+    /// `EINVAL`/`GkRsnConfigRejected`: a refresh found errors (one per line, each naming
+    /// file:line:column); the running configuration stays.
+    pub fn config_rejected(message: impl Into<String>) -> Self {
+        Self::invalid(ReasonCode::CONFIG_REJECTED, message)
     }
 
     /// `EIO`: internal failure.

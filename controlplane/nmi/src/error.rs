@@ -65,6 +65,19 @@ pub enum Error {
         /// Server's highest.
         server_max: u16,
     },
+    /// The request type needs a newer protocol version than the session speaks (the server is
+    /// older than this client).
+    #[error(
+        "{msg_type} needs NMI protocol version {needs}; the server speaks at most version {server_max} (upgrade the daemon)"
+    )]
+    Unsupported {
+        /// Request type.
+        msg_type: MsgType,
+        /// The version that defines it.
+        needs: u16,
+        /// The server's highest version.
+        server_max: u16,
+    },
     /// A response body did not decode.
     #[error("cannot decode the {msg_type} response body: {source}")]
     Decode {

@@ -13,8 +13,8 @@ pub const HEADER_LEN: usize = 64;
 pub const TARGET_LEN: usize = 32;
 /// Lowest protocol version this crate speaks.
 pub const MIN_VERSION: u16 = 1;
-/// Highest protocol version this crate speaks.
-pub const MAX_VERSION: u16 = 1;
+/// Highest protocol version this crate speaks (2: version 1 plus `REFRESH_CONFIG`).
+pub const MAX_VERSION: u16 = 2;
 /// Largest request (header + body) a server accepts.
 pub const MAX_REQUEST: usize = 64 * 1024;
 /// Largest response (header + body) a client accepts.
@@ -100,9 +100,12 @@ impl MsgType {
     pub const REFRESH_IKETUN: Self = Self(72);
     /// Activate an IKE tunnel only (AIX `ike cmd=activate phase=1`).
     pub const ACT_IKETUN: Self = Self(73);
+    /// Re-read the daemon's configuration files (z/OS `MODIFY IKED,REFRESH` /
+    /// `MODIFY NSSD,REFRESH`); protocol version 2.
+    pub const REFRESH_CONFIG: Self = Self(74);
 
     /// Every request type a client may send, in numeric order.
-    pub const REQUESTS: [MsgType; 25] = [
+    pub const REQUESTS: [MsgType; 26] = [
         Self::GET_STACKINFO,
         Self::GET_IKETUN,
         Self::GET_IKETUNCASCADE,
@@ -128,6 +131,7 @@ impl MsgType {
         Self::DEACT_IKETUN,
         Self::REFRESH_IKETUN,
         Self::ACT_IKETUN,
+        Self::REFRESH_CONFIG,
     ];
 
     /// The documented name (`GET_IKETUN`, …), if the type is assigned.
@@ -160,6 +164,7 @@ impl MsgType {
             Self::DEACT_IKETUN => "DEACT_IKETUN",
             Self::REFRESH_IKETUN => "REFRESH_IKETUN",
             Self::ACT_IKETUN => "ACT_IKETUN",
+            Self::REFRESH_CONFIG => "REFRESH_CONFIG",
             _ => return None,
         })
     }
@@ -167,6 +172,12 @@ impl MsgType {
     /// True for the types a client may send (every assigned type but INIT and TERM).
     pub fn is_request(self) -> bool {
         self.name().is_some() && self != Self::INIT && self != Self::TERM
+    }
+
+    /// The lowest protocol version that defines this type (a request of an older version with
+    /// this type is `EINVAL`/`NMsRsnBadType`).
+    pub fn min_version(self) -> u16 {
+        if self == Self::REFRESH_CONFIG { 2 } else { 1 }
     }
 
     /// DISPLAY or CONTROL, for request types; `None` for INIT, TERM and unassigned types.
@@ -472,6 +483,17 @@ impl Header {
                 format!("{} is not a request type", self.msg_type),
             ));
         }
+        if self.version < self.msg_type.min_version() {
+            return Err(Failure::invalid(
+                ReasonCode::BAD_TYPE,
+                format!(
+                    "{} is defined from protocol version {}; this request is version {}",
+                    self.msg_type,
+                    self.msg_type.min_version(),
+                    self.version
+                ),
+            ));
+        }
         self.target()
     }
 }
@@ -537,6 +559,18 @@ mod tests {
         );
         h.target = Target::to_field(None);
         assert_eq!(h.check_request(1), Ok(None));
+        // A version-2 type in a version-1 request.
+        h.msg_type = MsgType::REFRESH_CONFIG;
+        assert_eq!(
+            h.check_request(2).map_err(|f| f.rsn),
+            Err(ReasonCode::BAD_TYPE)
+        );
+        h.version = 2;
+        assert_eq!(h.check_request(2), Ok(None));
+        assert_eq!(
+            h.check_request(1).map_err(|f| f.rsn),
+            Err(ReasonCode::BAD_VERSION)
+        );
     }
 
     #[test]
@@ -569,6 +603,8 @@ mod tests {
         assert_eq!(MsgType::TRAFFIC_TEST.access(), Some(Access::Display));
         assert_eq!(MsgType::SET_IPFLTDEFAULT.access(), Some(Access::Control));
         assert_eq!(MsgType::ACT_IKETUN.access(), Some(Access::Control));
+        assert_eq!(MsgType::REFRESH_CONFIG.access(), Some(Access::Control));
+        assert_eq!(MsgType(75).access(), None);
         assert_eq!(MsgType::INIT.access(), None);
         assert_eq!(MsgType(31).access(), None);
     }

@@ -62,6 +62,8 @@ pub enum Request {
     RefreshIkeTun(TunnelControl),
     /// ACT_IKETUN.
     ActIkeTun(TunnelControl),
+    /// REFRESH_CONFIG (protocol version 2).
+    RefreshConfig,
 }
 
 /// What body a request type carries.
@@ -149,6 +151,7 @@ impl Request {
             Request::DeactIkeTun(_) => MsgType::DEACT_IKETUN,
             Request::RefreshIkeTun(_) => MsgType::REFRESH_IKETUN,
             Request::ActIkeTun(_) => MsgType::ACT_IKETUN,
+            Request::RefreshConfig => MsgType::REFRESH_CONFIG,
         }
     }
 
@@ -233,6 +236,7 @@ impl Request {
             MsgType::DEACT_IKETUN => Request::DeactIkeTun(tunnel_control(t, body)?),
             MsgType::REFRESH_IKETUN => Request::RefreshIkeTun(tunnel_control(t, body)?),
             MsgType::ACT_IKETUN => Request::ActIkeTun(tunnel_control(t, body)?),
+            MsgType::REFRESH_CONFIG => Request::RefreshConfig,
             other => {
                 return Err(Failure::invalid(
                     ReasonCode::BAD_TYPE,
@@ -271,8 +275,10 @@ pub enum Response {
     TrafficTest(TrafficTestResult),
     /// SET_IPFLTDEFAULT, SET_IPFLTPOLICY.
     FilterSet(FilterSetResult),
-    /// ACT_*, DEACT_*, REFRESH_*.
+    /// ACT_*, DEACT_*, REFRESH_IPTUNDYN, REFRESH_IKETUN.
     TunnelControl(TunnelControlResult),
+    /// REFRESH_CONFIG.
+    ConfigRefresh(ConfigRefreshResult),
 }
 
 /// The response kinds, for checking a response against its request type.
@@ -291,6 +297,7 @@ enum Kind {
     TrafficTest,
     FilterSet,
     TunnelControl,
+    ConfigRefresh,
 }
 
 fn kind_of(t: MsgType) -> Option<Kind> {
@@ -319,6 +326,7 @@ fn kind_of(t: MsgType) -> Option<Kind> {
         | MsgType::DEACT_IKETUN
         | MsgType::REFRESH_IKETUN
         | MsgType::ACT_IKETUN => Kind::TunnelControl,
+        MsgType::REFRESH_CONFIG => Kind::ConfigRefresh,
         _ => return None,
     })
 }
@@ -339,6 +347,7 @@ impl Response {
             Response::TrafficTest(_) => Kind::TrafficTest,
             Response::FilterSet(_) => Kind::FilterSet,
             Response::TunnelControl(_) => Kind::TunnelControl,
+            Response::ConfigRefresh(_) => Kind::ConfigRefresh,
         }
     }
 
@@ -363,6 +372,7 @@ impl Response {
             Response::TrafficTest(v) => to_json(v),
             Response::FilterSet(v) => to_json(v),
             Response::TunnelControl(v) => to_json(v),
+            Response::ConfigRefresh(v) => to_json(v),
         }
     }
 
@@ -382,6 +392,7 @@ impl Response {
             Response::TrafficTest(v) => serde_json::to_string_pretty(v),
             Response::FilterSet(v) => serde_json::to_string_pretty(v),
             Response::TunnelControl(v) => serde_json::to_string_pretty(v),
+            Response::ConfigRefresh(v) => serde_json::to_string_pretty(v),
         };
         r.map_err(Error::Encode)
     }
@@ -412,6 +423,9 @@ impl Response {
             Kind::FilterSet => Response::FilterSet(serde_json::from_slice(body).map_err(j)?),
             Kind::TunnelControl => {
                 Response::TunnelControl(serde_json::from_slice(body).map_err(j)?)
+            }
+            Kind::ConfigRefresh => {
+                Response::ConfigRefresh(serde_json::from_slice(body).map_err(j)?)
             }
         })
     }

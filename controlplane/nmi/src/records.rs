@@ -1,4 +1,5 @@
-//! The JSON bodies of protocol version 1 — `docs/nmi-protocol.md` §5.
+//! The JSON bodies of protocol versions 1 and 2 — `docs/nmi-protocol.md` §5 (version 2 adds
+//! [`ConfigRefreshResult`]).
 //!
 //! Every struct is decoded strictly (`deny_unknown_fields`; required fields must be present);
 //! optional fields are omitted when unset. Field order is the display order.
@@ -1055,4 +1056,18 @@ pub struct FilterSetResult {
     pub filter_set: FilterSet,
     /// `state_updated` or `state_already_set`.
     pub status: TunnelStatus,
+}
+
+/// REFRESH_CONFIG response (protocol version 2): the configuration was re-read and is in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigRefreshResult {
+    /// Which daemon refreshed.
+    pub server: ServerKind,
+    /// The main configuration file that was re-read (the files it names were read too).
+    pub config_file: String,
+    /// When the new configuration took effect (Unix seconds).
+    pub refreshed_at: u64,
+    /// What the refresh changed, one line each, for humans (empty: nothing the daemon reports).
+    pub changes: Vec<String>,
 }

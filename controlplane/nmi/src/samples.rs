@@ -20,7 +20,7 @@ pub fn server_info() -> ServerInfo {
         software_version: "0.1.0".into(),
         system_name: "GW1".into(),
         min_version: 1,
-        max_version: 1,
+        max_version: 2,
     }
 }
 
@@ -472,6 +472,7 @@ pub fn requests() -> Vec<Request> {
                 ..TunnelRef::default()
             }],
         }),
+        Request::RefreshConfig,
     ]
 }
 
@@ -582,6 +583,12 @@ pub fn response_for(request: &Request) -> Response {
                     message: (i != 0).then(|| "no LocalDynVpnRule of that name".to_owned()),
                 })
                 .collect(),
+        }),
+        Request::RefreshConfig => Response::ConfigRefresh(ConfigRefreshResult {
+            server: ServerKind::Iked,
+            config_file: "/etc/security/iked.conf".into(),
+            refreshed_at: T0 + 60,
+            changes: vec!["stack red added".into(), "stack default changed".into()],
         }),
     }
 }

@@ -19,7 +19,8 @@ fn every_request_round_trips_byte_for_byte() {
     let mut seen = std::collections::BTreeSet::new();
     for (i, req) in reqs.iter().enumerate() {
         let t = target("default");
-        let frame = Frame::request(req, 1, i as u32 + 100, Some(&t)).expect("encode");
+        let v = req.msg_type().min_version();
+        let frame = Frame::request(req, v, i as u32 + 100, Some(&t)).expect("encode");
         let bytes = frame.to_bytes();
         let parsed = Frame::parse(&bytes, MAX_REQUEST).expect("parse");
         assert_eq!(parsed, frame);
@@ -30,7 +31,7 @@ fn every_request_round_trips_byte_for_byte() {
         let decoded = Request::decode(parsed.header.msg_type, &parsed.body).expect("decode");
         assert_eq!(&decoded, req, "{}", req.msg_type());
         // Emit again: same bytes.
-        let again = Frame::request(&decoded, 1, i as u32 + 100, Some(&t)).expect("encode");
+        let again = Frame::request(&decoded, v, i as u32 + 100, Some(&t)).expect("encode");
         assert_eq!(again.to_bytes(), bytes);
         seen.insert(req.msg_type());
     }
@@ -43,7 +44,7 @@ fn every_request_round_trips_byte_for_byte() {
 fn every_response_round_trips_byte_for_byte() {
     for req in samples::requests() {
         let t = target("default");
-        let rh = Header::request(req.msg_type(), 1, 9, Some(&t));
+        let rh = Header::request(req.msg_type(), req.msg_type().min_version(), 9, Some(&t));
         let resp = samples::response_for(&req);
         assert!(resp.answers(req.msg_type()));
         let frame = Frame::response(&rh, Some(&t), &resp).expect("encode");
@@ -81,12 +82,12 @@ fn init_and_term_round_trip() {
     let back: ServerInfo = serde_json::from_slice(&p.body).expect("info");
     assert_eq!(back, info);
     // The INIT example of docs/nmi-protocol.md §10, byte for byte.
-    let doc_body = br#"{"server":"iked","software_version":"0.1.0","system_name":"GW1","min_version":1,"max_version":1}"#;
+    let doc_body = br#"{"server":"iked","software_version":"0.1.0","system_name":"GW1","min_version":1,"max_version":2}"#;
     assert_eq!(p.body, doc_body);
     assert_eq!(
         &bytes[..32],
         &[
-            0x47, 0x4b, 0x4e, 0x4d, 0x00, 0x40, 0x00, 0x01, 0x00, 0x01, 0x00, 0x01, 0, 0, 0, 0, 0,
+            0x47, 0x4b, 0x4e, 0x4d, 0x00, 0x40, 0x00, 0x02, 0x00, 0x01, 0x00, 0x01, 0, 0, 0, 0, 0,
             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x60, 0, 0, 0, 0,
         ]
     );
@@ -194,6 +195,55 @@ fn strict_request_bodies() {
     assert_eq!(
         rsn(Request::decode(MsgType(40), b"")),
         Some(ReasonCode::BAD_TYPE)
+    );
+}
+
+#[test]
+fn refresh_config_round_trip_and_strictness() {
+    // Version 2, empty body, CONTROL; the response is a ConfigRefreshResult.
+    let f = Frame::request(&Request::RefreshConfig, 2, 7, None).expect("encode");
+    assert!(f.body.is_empty());
+    assert_eq!(f.header.check_request(MAX_VERSION), Ok(None));
+    assert_eq!(MsgType::REFRESH_CONFIG.access(), Some(Access::Control));
+    let v1 = Frame::request(&Request::RefreshConfig, 1, 7, None).expect("encode");
+    assert_eq!(
+        v1.header.check_request(MAX_VERSION).err().map(|f| f.rsn),
+        Some(ReasonCode::BAD_TYPE)
+    );
+    assert_eq!(
+        rsn(Request::decode(MsgType::REFRESH_CONFIG, b"{}")),
+        Some(ReasonCode::MSG_SIZE)
+    );
+    let resp = samples::response_for(&Request::RefreshConfig);
+    let body = resp.encode_body().expect("encode");
+    assert_eq!(
+        std::str::from_utf8(&body).expect("utf-8"),
+        r#"{"server":"iked","config_file":"/etc/security/iked.conf","refreshed_at":1709294460,"changes":["stack red added","stack default changed"]}"#
+    );
+    assert!(
+        Response::decode(
+            MsgType::REFRESH_CONFIG,
+            br#"{"server":"nssd","config_file":"x","refreshed_at":1}"#
+        )
+        .is_err()
+    );
+    assert!(
+        Response::decode(
+            MsgType::REFRESH_CONFIG,
+            br#"{"server":"nssd","config_file":"x","refreshed_at":1,"changes":[],"extra":0}"#
+        )
+        .is_err()
+    );
+    assert!(!resp.answers(MsgType::REFRESH_IKETUN));
+    // The rejection reason.
+    let f = Failure::config_rejected("/etc/security/nssd.conf:3:7: unknown keyword Prot");
+    assert_eq!(
+        (f.rc, f.rsn),
+        (ReturnCode::EINVAL, ReasonCode::CONFIG_REJECTED)
+    );
+    assert_eq!(
+        ReasonCode::CONFIG_REJECTED.name(),
+        Some("GkRsnConfigRejected")
     );
 }
 

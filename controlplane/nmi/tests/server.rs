@@ -133,7 +133,7 @@ async fn every_request_through_a_real_socket() {
     blocking(move || {
         let mut c = Client::connect(&path).expect("connect");
         assert_eq!(c.server_info(), &samples::server_info());
-        assert_eq!(c.version(), 1);
+        assert_eq!(c.version(), MAX_VERSION);
         for req in samples::requests() {
             let t = Target::new("default").expect("target");
             let r = c.call(Some(&t), &req);
@@ -175,6 +175,45 @@ async fn every_request_through_a_real_socket() {
         seen.iter()
             .all(|(o, _, _)| matches!(o, Origin::Local(Caller { uid, .. }) if *uid == my_uid()))
     );
+    srv.stop().await;
+}
+
+/// A version-1 server: version-1 requests work, REFRESH_CONFIG is refused by the client before
+/// it is sent, and a raw version-2 request is refused by the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_one_server() {
+    let srv = start(|c| c.info.max_version = 1, my_uid()).await;
+    let path = srv.path.clone();
+    blocking(move || {
+        let mut c = Client::connect(&path).expect("connect");
+        assert_eq!(c.version(), 1);
+        c.call(None, &Request::GetSummary)
+            .expect("version 1 request");
+        match c.call(None, &Request::RefreshConfig) {
+            Err(Error::Unsupported {
+                msg_type,
+                needs,
+                server_max,
+            }) => {
+                assert_eq!(
+                    (msg_type, needs, server_max),
+                    (MsgType::REFRESH_CONFIG, 2, 1)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        c.call(None, &Request::GetSummary).expect("still usable");
+        let mut s = raw_connect(&path);
+        let h = Header::request(MsgType::REFRESH_CONFIG, 2, 3, None);
+        let r = raw_call(&mut s, h, b"");
+        assert_eq!(
+            (r.header.rc, r.header.rsn, r.header.version),
+            (ReturnCode::EINVAL, ReasonCode::BAD_VERSION, 2)
+        );
+    })
+    .await;
+    let seen = srv.handler.seen.lock().expect("lock").clone();
+    assert!(seen.iter().all(|(_, t, _)| *t == MsgType::GET_SUMMARY));
     srv.stop().await;
 }
 
@@ -233,7 +272,7 @@ async fn request_errors_keep_the_connection() {
             ),
             (
                 Header {
-                    version: 2,
+                    version: 3,
                     ..base.clone()
                 },
                 b"",
@@ -286,6 +325,24 @@ async fn request_errors_keep_the_connection() {
                 },
                 b"",
                 ReasonCode::BAD_TYPE,
+            ),
+            // REFRESH_CONFIG exists from version 2 on.
+            (
+                Header {
+                    msg_type: MsgType::REFRESH_CONFIG,
+                    ..base.clone()
+                },
+                b"",
+                ReasonCode::BAD_TYPE,
+            ),
+            (
+                Header {
+                    msg_type: MsgType::REFRESH_CONFIG,
+                    version: 2,
+                    ..base.clone()
+                },
+                b"{}",
+                ReasonCode::MSG_SIZE,
             ),
             (base.clone(), br#"{"bogus":1}"#, ReasonCode::BAD_BODY),
             (

@@ -24,7 +24,6 @@ pub mod server;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -62,8 +61,9 @@ pub enum LogFormat {
 /// Without a subcommand, nssd runs in the foreground: it reads its
 /// configuration ($NSSD_FILE, else /etc/security/nssd.conf), listens for NSS
 /// clients over TLS 1.3 on TCP port 4159, and serves the NMI on
-/// /run/nssd/nss. SIGHUP (or `nssd refresh`) re-reads every file; a file with
-/// any error is rejected whole and the running configuration stays.
+/// /run/nssd/nss. `nssd refresh` (the NMI request REFRESH_CONFIG) or SIGHUP
+/// re-reads every file; a file with any error is rejected whole and the
+/// running configuration stays.
 #[derive(Debug, Parser)]
 #[command(name = "nssd", version, about, long_about)]
 pub struct Cli {
@@ -74,8 +74,8 @@ pub struct Cli {
     /// the effective configuration, and exit (0 = valid).
     #[arg(long)]
     pub check: bool,
-    /// The NMI socket.
-    #[arg(long, value_name = "PATH", default_value = NMI_SOCKET)]
+    /// The NMI socket (the server's, and the one `nssd refresh` talks to).
+    #[arg(long, global = true, value_name = "PATH", default_value = NMI_SOCKET)]
     pub nmi_socket: PathBuf,
     /// Where the pid file, the running configuration and refresh results go.
     #[arg(long, global = true, value_name = "DIR", default_value = STATE_DIR)]
@@ -96,8 +96,11 @@ pub struct Cli {
 pub enum Command {
     /// Show the running server's configuration (z/OS: MODIFY NSSD,DISPLAY).
     Display,
-    /// Make the running server re-read its files (z/OS: MODIFY NSSD,REFRESH);
-    /// prints whether the refresh was applied or rejected.
+    /// Make the running server re-read its files (z/OS: MODIFY NSSD,REFRESH)
+    /// through its NMI socket (request REFRESH_CONFIG; the caller needs
+    /// EZB.NETMGMT.<sys>.<sys>.NSS.CONTROL, root is permitted when no profile
+    /// covers it). Prints what changed, or why the refresh was rejected
+    /// (file:line:column); exit 0 = applied, 1 = rejected or failed.
     Refresh,
     /// Hash a password for a `User` statement of the security database. The
     /// password is read from the first line of standard input.
@@ -158,7 +161,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let path = nssd_conf::config_path(cli.config.as_deref());
     match &cli.command {
         Some(Command::Display) => return display(&cli.state_dir),
-        Some(Command::Refresh) => return refresh(&cli.state_dir),
+        Some(Command::Refresh) => return refresh(&cli.nmi_socket),
         Some(Command::Passwd { user }) => return passwd(user),
         Some(Command::Passticket {
             user,
@@ -242,34 +245,37 @@ fn display(state_dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn refresh(state_dir: &Path) -> Result<ExitCode> {
-    let pid_file = state_dir.join("nssd.pid");
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .with_context(|| format!("cannot read {} (is nssd running?)", pid_file.display()))?
-        .trim()
-        .parse()
-        .with_context(|| format!("{} does not hold a pid", pid_file.display()))?;
-    let result = state_dir.join("refresh.result");
-    let before = std::fs::metadata(&result).and_then(|m| m.modified()).ok();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .with_context(|| format!("cannot signal nssd (pid {pid})"))?;
-    for _ in 0..300 {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = std::fs::metadata(&result).and_then(|m| m.modified()).ok();
-        if now.is_some() && now != before {
-            let text = std::fs::read_to_string(&result).unwrap_or_default();
-            print!("{text}");
-            return Ok(if text.starts_with("OK") {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            });
+fn refresh(socket: &Path) -> Result<ExitCode> {
+    use gatekey_nmi::{Client, Error, Request, Response};
+    let mut c = Client::connect(socket).with_context(|| {
+        format!(
+            "cannot reach nssd on {} (is it running? --nmi-socket names another socket)",
+            socket.display()
+        )
+    })?;
+    match c.call(None, &Request::RefreshConfig) {
+        Ok(reply) => {
+            let Response::ConfigRefresh(r) = reply.response else {
+                bail!("nssd answered REFRESH_CONFIG with another response");
+            };
+            println!("OK {} refreshed {}", r.server.display(), r.config_file);
+            if r.changes.is_empty() {
+                println!("  no changes");
+            }
+            for line in &r.changes {
+                println!("  {line}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
+        Err(Error::Failed { rsn, message, .. })
+            if rsn == gatekey_nmi::ReasonCode::CONFIG_REJECTED =>
+        {
+            println!("REJECTED");
+            println!("{message}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(anyhow!(e)).context("the refresh request failed"),
     }
-    bail!("nssd (pid {pid}) did not report the refresh within 30 s; see its log")
 }
 
 fn passwd(user: &str) -> Result<ExitCode> {

@@ -12,7 +12,8 @@ use gatekey_nmi::codes::{Failure, ReasonCode, ReturnCode};
 use gatekey_nmi::header::{Access, MAX_VERSION, MIN_VERSION};
 use gatekey_nmi::message::{Request as NmiRequest, Response as NmiResponse};
 use gatekey_nmi::records::{
-    ClientConnectState, ClientInfoList, ClientInfoRecord, ServerInfo, ServerKind,
+    ClientConnectState, ClientInfoList, ClientInfoRecord, ConfigRefreshResult, ServerInfo,
+    ServerKind,
 };
 use gatekey_nmi::server::{Caller, Handler, Incoming, Reply, Server, ServerConfig};
 use nss_proto::{Message, MgmtRequest, Request, ResponseBody, Services};
@@ -131,6 +132,40 @@ impl NmiHandler {
         }
     }
 
+    /// REFRESH_CONFIG (`docs/nmi-protocol.md` §5.15): re-read every file, as
+    /// SIGHUP does; a file with any error rejects the refresh whole and the
+    /// answer names file:line:column. Served by nssd itself: a named target
+    /// (an NSS client) is not routed.
+    async fn refresh(&self, caller: &Caller, sys: &str, req: &Incoming) -> Reply {
+        if let Some(t) = &req.target {
+            return Failure::not_served(format!(
+                "REFRESH_CONFIG refreshes the NSS server itself and is not routed to NSS client {t}; send it with a blank target, and refresh a gateway's iked on the gateway"
+            ))
+            .into();
+        }
+        let profile = format!("EZB.NETMGMT.{sys}.{sys}.NSS.CONTROL").to_ascii_uppercase();
+        let user = match self.check(caller, &profile) {
+            Ok(u) => u,
+            Err(f) => return f.into(),
+        };
+        let who = format!("NMI caller {user} (uid {})", caller.uid);
+        match self.shared.refresh(&who).await {
+            Ok(r) => Reply::ok(
+                None,
+                NmiResponse::ConfigRefresh(ConfigRefreshResult {
+                    server: ServerKind::Nssd,
+                    config_file: r.config_path.display().to_string(),
+                    refreshed_at: r.time,
+                    changes: r.changes,
+                }),
+            ),
+            Err(e) => Failure::config_rejected(format!(
+                "{e:#}\nthe refresh was rejected; the running configuration stays in force"
+            ))
+            .into(),
+        }
+    }
+
     fn client_info(&self, target: Option<&str>) -> ClientInfoList {
         let rt = self.shared.runtime();
         let records: Vec<ClientInfoRecord> = self
@@ -199,6 +234,7 @@ impl Handler for NmiHandler {
                 let list = self.client_info(target.as_deref());
                 return Reply::ok(req.target.clone(), NmiResponse::ClientInfo(list));
             }
+            NmiRequest::RefreshConfig => return self.refresh(&caller, &sys, &req).await,
             NmiRequest::GetStackInfo | NmiRequest::GetIkeNsInfo => {
                 return Failure::not_served(format!(
                     "{} is not served by the NSS server; ask iked on the gateway",

@@ -180,6 +180,118 @@ impl Runtime {
     }
 }
 
+/// The settings lines of a configuration display, without the default marks.
+fn settings(display: &str) -> Vec<String> {
+    display
+        .lines()
+        .map(|l| {
+            l.split("   # default")
+                .next()
+                .unwrap_or(l)
+                .trim()
+                .to_owned()
+        })
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with('#') && !matches!(l.as_str(), "{" | "}" | "NssConfig")
+        })
+        .collect()
+}
+
+/// What differs between two configurations, one line each (the REFRESH_CONFIG
+/// response's `changes`): NssConfig settings, the users, groups, profiles and
+/// PassTicket keys of the security database, keyring certificates and CRLs,
+/// the TLS certificate.
+pub fn changes(old: &Runtime, new: &Runtime) -> Vec<String> {
+    let mut out = Vec::new();
+    let (o, n) = (
+        settings(&old.config.display()),
+        settings(&new.config.display()),
+    );
+    let key = |l: &str| -> String {
+        let mut w = l.split_whitespace();
+        match (w.next(), w.next()) {
+            (Some("Discipline"), Some(d)) => format!("Discipline {d}"),
+            (Some(k), _) => k.to_owned(),
+            (None, _) => String::new(),
+        }
+    };
+    for l in n.iter().filter(|l| !o.contains(l)) {
+        match o.iter().find(|x| key(x) == key(l) && !n.contains(x)) {
+            Some(was) => out.push(format!("{l} (was: {was})")),
+            None => out.push(format!("{l} (added)")),
+        }
+    }
+    for l in o.iter().filter(|l| !n.contains(l)) {
+        if !n.iter().any(|x| key(x) == key(l)) {
+            out.push(format!("{l} (removed)"));
+        }
+    }
+    let count = |what: &str, a: usize, b: usize, out: &mut Vec<String>| {
+        if a != b {
+            out.push(format!("security database: {b} {what} (was {a})"));
+        }
+    };
+    count("users", old.saf.users.len(), new.saf.users.len(), &mut out);
+    count(
+        "groups",
+        old.saf.groups.len(),
+        new.saf.groups.len(),
+        &mut out,
+    );
+    count(
+        "profiles",
+        old.saf.profiles.len(),
+        new.saf.profiles.len(),
+        &mut out,
+    );
+    count(
+        "PassTicket keys",
+        old.ptkt_keys.len(),
+        new.ptkt_keys.len(),
+        &mut out,
+    );
+    let labels = |r: &Option<Arc<Keyring>>| -> Vec<String> {
+        r.as_ref().map_or_else(Vec::new, |k| {
+            k.entries().iter().map(|e| e.label().to_owned()).collect()
+        })
+    };
+    let (ol, nl) = (labels(&old.keyring), labels(&new.keyring));
+    let added: Vec<&str> = nl
+        .iter()
+        .filter(|l| !ol.contains(l))
+        .map(String::as_str)
+        .collect();
+    let removed: Vec<&str> = ol
+        .iter()
+        .filter(|l| !nl.contains(l))
+        .map(String::as_str)
+        .collect();
+    if !added.is_empty() {
+        out.push(format!("keyring: certificates added: {}", added.join(", ")));
+    }
+    if !removed.is_empty() {
+        out.push(format!(
+            "keyring: certificates removed: {}",
+            removed.join(", ")
+        ));
+    }
+    let crls = |r: &Option<Arc<Keyring>>| r.as_ref().map_or(0, |k| k.crls().len());
+    if crls(&old.keyring) != crls(&new.keyring) {
+        out.push(format!(
+            "keyring: {} CRLs (was {})",
+            crls(&new.keyring),
+            crls(&old.keyring)
+        ));
+    }
+    if old.tls_label != new.tls_label {
+        out.push(format!(
+            "TLS certificate {:?} (was {:?}; new connections only)",
+            new.tls_label, old.tls_label
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -195,5 +307,13 @@ mod tests {
         assert!(s.is_ok(), "{s:?}");
         let k = gatekey_keyring::parse_manifest("keyring.conf", &read("keyring.conf"));
         assert!(k.is_ok(), "{k:?}");
+    }
+
+    #[test]
+    fn settings_lines() {
+        let s = super::settings(
+            "NssConfig\n{\n  Port               4160\n  SyslogLevel        1   # default\n  # KeyRing not coded\n}\n",
+        );
+        assert_eq!(s, vec!["Port               4160", "SyslogLevel        1"]);
     }
 }

@@ -243,6 +243,12 @@ pub struct Shared {
     pub mgmt_timeout: Duration,
     /// How long the probe of an old connection with the same client name waits.
     pub probe_timeout: Duration,
+    /// The TCP listener (replaced when a refresh moves the port; `None` after shutdown).
+    listener: tokio::sync::Mutex<Option<ListenerCtl>>,
+    /// Held for the whole of a refresh: SIGHUP and NMI refreshes run one at a time.
+    refresh_lock: tokio::sync::Mutex<()>,
+    /// Where `running.conf` and `refresh.result` go.
+    state_dir: Option<PathBuf>,
 }
 
 impl Shared {
@@ -263,6 +269,116 @@ impl Shared {
 
     pub(crate) fn next_conn_id(&self) -> u32 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The address the listener is bound to.
+    pub async fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .lock()
+            .await
+            .as_ref()
+            .map_or_else(|| listen_addr(&self.runtime()), |l| l.addr)
+    }
+
+    /// Re-read every file, for `who` (`SIGHUP`, or the NMI caller). Any
+    /// error rejects the refresh whole: the running configuration stays and
+    /// the error is returned (and logged, DBG0008E). A new port or address
+    /// gets a new listener; connections stay. Refreshes run one at a time.
+    pub async fn refresh(self: &Arc<Self>, who: &str) -> Result<RefreshReport> {
+        let _one_at_a_time = self.refresh_lock.lock().await;
+        let old = self.runtime();
+        nsslog!(
+            self.logger,
+            level::MINIMUM,
+            "DBG0006I",
+            "NSS server refresh of {} requested by {who}",
+            old.config_path.display()
+        );
+        let result = self.try_refresh(&old).await;
+        match &result {
+            Ok(r) => {
+                write_state(
+                    &self.state_dir,
+                    "refresh.result",
+                    &format!("OK {}\n", r.time),
+                );
+                let rt = self.runtime();
+                write_state(
+                    &self.state_dir,
+                    "running.conf",
+                    &display_text(&rt, r.listen.1),
+                );
+            }
+            Err(e) => {
+                for line in format!("{e:#}").lines() {
+                    nsslog!(self.logger, level::MINIMUM, "DBG0008E", "{line}");
+                }
+                nsslog!(
+                    self.logger,
+                    level::MINIMUM,
+                    "DBG0008E",
+                    "NSS server refresh rejected; the running configuration stays in force"
+                );
+                write_state(
+                    &self.state_dir,
+                    "refresh.result",
+                    &format!("REJECTED {}\n{e:#}\n", unix_now()),
+                );
+            }
+        }
+        result
+    }
+
+    async fn try_refresh(self: &Arc<Self>, old: &Arc<Runtime>) -> Result<RefreshReport> {
+        let path = old.config_path.clone();
+        let new = tokio::task::spawn_blocking(move || Runtime::load(&path))
+            .await
+            .context("refresh task")??;
+        let mut guard = self.listener.lock().await;
+        let Some(listener) = guard.as_mut() else {
+            anyhow::bail!("the server is shutting down");
+        };
+        let before = listener.addr;
+        let want = listen_addr(&new);
+        let moved = want.port() != old.config.port() || want.ip() != old.config.listen_address();
+        if moved {
+            // Bind first: if the new port cannot be used, nothing changes.
+            let l = bind(want).await?;
+            let ctl = spawn_listener(self, l);
+            listener.stop.send_replace(true);
+            let old_ctl = std::mem::replace(listener, ctl);
+            let _ = old_ctl.task.await;
+        }
+        let after = listener.addr;
+        drop(guard);
+        let mut changes = crate::runtime::changes(old, &new);
+        if moved {
+            changes.insert(
+                0,
+                format!("listening on {after} (was {before}; new connections only)"),
+            );
+        }
+        self.logger.set_level(new.config.syslog_level());
+        let config_path = new.config_path.clone();
+        self.set_runtime(Arc::new(new));
+        nsslog!(
+            self.logger,
+            level::MINIMUM,
+            "DBG0007I",
+            "NSS server refresh complete: listening on {after}{}; {} connected clients unaffected",
+            if moved {
+                format!(" (was {before}; new connections only)")
+            } else {
+                String::new()
+            },
+            self.registry.all().len()
+        );
+        Ok(RefreshReport {
+            listen: (before, after),
+            config_path,
+            time: unix_now(),
+            changes,
+        })
     }
 }
 
@@ -308,6 +424,7 @@ impl Options {
     }
 }
 
+#[derive(Debug)]
 struct ListenerCtl {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
@@ -317,9 +434,7 @@ struct ListenerCtl {
 /// A running server.
 pub struct ServerHandle {
     shared: Arc<Shared>,
-    listener: tokio::sync::Mutex<ListenerCtl>,
     nmi: Option<JoinHandle<()>>,
-    state_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -333,6 +448,12 @@ impl std::fmt::Debug for ServerHandle {
 pub struct RefreshReport {
     /// The listening address before and after.
     pub listen: (SocketAddr, SocketAddr),
+    /// The configuration file that was re-read.
+    pub config_path: PathBuf,
+    /// When the new configuration took effect (Unix seconds).
+    pub time: u64,
+    /// What changed, one line each, for humans.
+    pub changes: Vec<String>,
 }
 
 fn listen_addr(r: &Runtime) -> SocketAddr {
@@ -407,6 +528,7 @@ impl ServerHandle {
         let l = bind(addr).await?;
         let bound = l.local_addr().unwrap_or(addr);
         let (shutdown, _) = watch::channel(false);
+        let state_dir = opts.state_dir.clone();
         let shared = Arc::new(Shared {
             runtime: RwLock::new(Arc::new(runtime)),
             logger,
@@ -418,6 +540,9 @@ impl ServerHandle {
             shutdown,
             mgmt_timeout: opts.mgmt_timeout,
             probe_timeout: opts.probe_timeout,
+            listener: tokio::sync::Mutex::new(None),
+            refresh_lock: tokio::sync::Mutex::new(()),
+            state_dir,
         });
         let rt = shared.runtime();
         nsslog!(
@@ -429,7 +554,7 @@ impl ServerHandle {
             rt.config_path.display(),
             rt.system_name
         );
-        let listener = spawn_listener(&shared, l);
+        *shared.listener.lock().await = Some(spawn_listener(&shared, l));
         nsslog!(
             shared.logger,
             level::MINIMUM,
@@ -447,12 +572,7 @@ impl ServerHandle {
             None => None,
         };
         write_state(&opts.state_dir, "running.conf", &display_text(&rt, bound));
-        Ok(ServerHandle {
-            shared,
-            listener: tokio::sync::Mutex::new(listener),
-            nmi,
-            state_dir: opts.state_dir,
-        })
+        Ok(ServerHandle { shared, nmi })
     }
 
     /// The shared state.
@@ -462,91 +582,15 @@ impl ServerHandle {
 
     /// The address the listener is bound to.
     pub async fn local_addr(&self) -> SocketAddr {
-        self.listener.lock().await.addr
+        self.shared.local_addr().await
     }
 
-    /// Re-read every file. Any error rejects the refresh whole: the running
-    /// configuration stays and the error is returned (and logged). A new
-    /// port or address gets a new listener; connections stay.
+    /// Re-read every file (SIGHUP; the NMI request REFRESH_CONFIG does the
+    /// same through [`Shared::refresh`]). Any error rejects the refresh whole:
+    /// the running configuration stays and the error is returned (and
+    /// logged). A new port or address gets a new listener; connections stay.
     pub async fn refresh(&self) -> Result<RefreshReport> {
-        let old = self.shared.runtime();
-        nsslog!(
-            self.shared.logger,
-            level::MINIMUM,
-            "DBG0006I",
-            "NSS server refresh of {} requested",
-            old.config_path.display()
-        );
-        let result = self.try_refresh(&old).await;
-        match &result {
-            Ok(r) => {
-                write_state(
-                    &self.state_dir,
-                    "refresh.result",
-                    &format!("OK {}\n", unix_now()),
-                );
-                let rt = self.shared.runtime();
-                write_state(
-                    &self.state_dir,
-                    "running.conf",
-                    &display_text(&rt, r.listen.1),
-                );
-            }
-            Err(e) => {
-                for line in format!("{e:#}").lines() {
-                    nsslog!(self.shared.logger, level::MINIMUM, "DBG0008E", "{line}");
-                }
-                nsslog!(
-                    self.shared.logger,
-                    level::MINIMUM,
-                    "DBG0008E",
-                    "NSS server refresh rejected; the running configuration stays in force"
-                );
-                write_state(
-                    &self.state_dir,
-                    "refresh.result",
-                    &format!("REJECTED {}\n{e:#}\n", unix_now()),
-                );
-            }
-        }
-        result
-    }
-
-    async fn try_refresh(&self, old: &Arc<Runtime>) -> Result<RefreshReport> {
-        let path = old.config_path.clone();
-        let new = tokio::task::spawn_blocking(move || Runtime::load(&path))
-            .await
-            .context("refresh task")??;
-        let mut listener = self.listener.lock().await;
-        let before = listener.addr;
-        let want = listen_addr(&new);
-        let moved = want.port() != old.config.port() || want.ip() != old.config.listen_address();
-        if moved {
-            // Bind first: if the new port cannot be used, nothing changes.
-            let l = bind(want).await?;
-            let ctl = spawn_listener(&self.shared, l);
-            listener.stop.send_replace(true);
-            let old_ctl = std::mem::replace(&mut *listener, ctl);
-            let _ = old_ctl.task.await;
-        }
-        let after = listener.addr;
-        self.shared.logger.set_level(new.config.syslog_level());
-        self.shared.set_runtime(Arc::new(new));
-        nsslog!(
-            self.shared.logger,
-            level::MINIMUM,
-            "DBG0007I",
-            "NSS server refresh complete: listening on {after}{}; {} connected clients unaffected",
-            if moved {
-                format!(" (was {before}; new connections only)")
-            } else {
-                String::new()
-            },
-            self.shared.registry.all().len()
-        );
-        Ok(RefreshReport {
-            listen: (before, after),
-        })
+        self.shared.refresh("SIGHUP").await
     }
 
     /// Stop: TERMINATE (ESHUTDOWN) to every client, close the NMI socket.
@@ -564,8 +608,10 @@ impl ServerHandle {
                 nss_proto::Rsn::SERVER_SHUTDOWN,
             )));
         }
-        let l = self.listener.into_inner();
-        let _ = l.task.await;
+        let l = self.shared.listener.lock().await.take();
+        if let Some(l) = l {
+            let _ = l.task.await;
+        }
         if let Some(n) = self.nmi {
             let _ = n.await;
         }

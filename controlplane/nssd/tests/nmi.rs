@@ -320,3 +320,148 @@ async fn client_info_routing_and_refusals() {
     c3.shutdown().await;
     server.shutdown().await;
 }
+
+/// The user name nssd's NMI maps this process's uid to (upper case).
+fn my_user_name() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("UID{uid}"), |u| u.name.to_ascii_uppercase())
+}
+
+/// REFRESH_CONFIG: the same refresh as SIGHUP, answered over the NMI — a bad
+/// file is rejected whole with file:line:column, a good one applies and the
+/// answer lists the changes; EZB.NETMGMT.<sys>.<sys>.NSS.CONTROL decides; a
+/// named target (an NSS client) is not routed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_config_over_nmi() {
+    let env = Env::new();
+    let sock = env.tmp.path().join("run/nss");
+    let slogs = Logs::default();
+    let server = env
+        .server_with(&slogs, |o| o.nmi_socket = Some(sock.clone()))
+        .await;
+    let profile = format!("EZB.NETMGMT.{0}.{0}.NSS.CONTROL", common::SYS);
+    let permit = format!(
+        "{}Profile {profile} {{ Permit {} }}\n",
+        common::saf_text(),
+        my_user_name()
+    );
+    common::write_600(&env.saf, &permit);
+    server.refresh().await.expect("the permit is loaded");
+    let client = env
+        .client("SYSTEMA_STACK1", "A1S1", "pw-a1s1", &Logs::default())
+        .await;
+    client
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .expect("connected");
+
+    // A bad nssd.conf: EINVAL/GkRsnConfigRejected naming file:line:column.
+    let new_port = common::free_port();
+    std::fs::write(
+        &env.conf,
+        common::conf_text(new_port, "  SyslogLevel 9999\n"),
+    )
+    .expect("write");
+    let call = |req: NmiRequest, t: Option<&'static str>| {
+        let sock = sock.clone();
+        nmi(sock, move |p| {
+            let mut c = NmiClient::connect(&p).expect("NMI connect");
+            c.call(t.map(target).as_ref(), &req)
+        })
+    };
+    match call(NmiRequest::RefreshConfig, None).await {
+        Err(NmiError::Failed {
+            rc, rsn, message, ..
+        }) => {
+            assert_eq!((rc, rsn), (ReturnCode::EINVAL, ReasonCode::CONFIG_REJECTED));
+            assert!(
+                message.contains("nssd.conf:10:15: SyslogLevel must be a whole number"),
+                "{message}"
+            );
+            assert!(
+                message.contains("the running configuration stays in force"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    slogs
+        .wait_for(&["DBG0006I", "requested by NMI caller"])
+        .await;
+    slogs.wait_for(&["DBG0008E", "nssd.conf:10:15"]).await;
+    assert_eq!(server.local_addr().await.port(), env.port);
+
+    // A good one: new port and keepalive interval, answered with the changes.
+    std::fs::write(
+        &env.conf,
+        common::conf_text(new_port, "  KeepaliveInterval 45\n"),
+    )
+    .expect("write");
+    let r = call(NmiRequest::RefreshConfig, None)
+        .await
+        .expect("refresh applied");
+    assert_eq!(r.target(), None);
+    let NmiResponse::ConfigRefresh(res) = r.response else {
+        panic!("wrong response")
+    };
+    assert_eq!(res.server, gatekey_nmi::records::ServerKind::Nssd);
+    assert_eq!(res.config_file, env.conf.display().to_string());
+    let changes = res.changes.join("\n");
+    assert!(
+        changes.contains(&format!(
+            "listening on 127.0.0.1:{new_port} (was 127.0.0.1:{}",
+            env.port
+        )),
+        "{changes}"
+    );
+    assert!(
+        changes.contains("KeepaliveInterval  45 (was: KeepaliveInterval"),
+        "{changes}"
+    );
+    assert!(
+        changes.contains(&format!("Port               {new_port} (was: Port")),
+        "{changes}"
+    );
+    assert_eq!(server.local_addr().await.port(), new_port);
+    slogs.wait_for(&["DBG0007I", "refresh complete"]).await;
+    // The NSS connection survived.
+    client
+        .sign(
+            None,
+            nss_client::SignatureAlgorithm::RsaPkcs1Sha256,
+            nss_client::SignInput::Data(b"still here".to_vec()),
+            None,
+        )
+        .await
+        .expect("signs after the refresh");
+    assert_eq!(client.status().connects, 1);
+
+    // Not routed to a client.
+    match call(NmiRequest::RefreshConfig, Some("SYSTEMA_STACK1")).await {
+        Err(NmiError::Failed { rc, rsn, .. }) => {
+            assert_eq!((rc, rsn), (ReturnCode::EOPNOTSUPP, ReasonCode::NOT_SERVED));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The profile decides (for root too).
+    let deny = format!(
+        "{}Profile {profile} {{ Permit NOBODY }}\n",
+        common::saf_text()
+    );
+    common::write_600(&env.saf, &deny);
+    server.refresh().await.expect("the denial is loaded");
+    match call(NmiRequest::RefreshConfig, None).await {
+        Err(NmiError::Failed { rc, profile: p, .. }) => {
+            assert_eq!(rc, ReturnCode::EACCES);
+            assert_eq!(p.as_deref(), Some(profile.as_str()));
+        }
+        other => panic!("{other:?}"),
+    }
+    slogs.wait_for(&["DBG0032I", &profile, "rc 4 (DENY)"]).await;
+    client.shutdown().await;
+    server.shutdown().await;
+}

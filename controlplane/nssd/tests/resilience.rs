@@ -426,11 +426,12 @@ fn nssd_cmd(args: &[&std::ffi::OsStr]) -> std::process::Output {
 async fn display_and_refresh_commands_talk_to_the_running_daemon() {
     let env = Env::new();
     let state = env.tmp.path().join("state");
+    let sock = env.tmp.path().join("nss.sock");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_nssd"))
         .arg("--config")
         .arg(&env.conf)
         .arg("--nmi-socket")
-        .arg(env.tmp.path().join("nss.sock"))
+        .arg(&sock)
         .arg("--state-dir")
         .arg(&state)
         .arg("--log-target")
@@ -456,27 +457,65 @@ async fn display_and_refresh_commands_talk_to_the_running_daemon() {
         "{text}"
     );
     assert!(text.contains("SystemName         NSSSYS"), "{text}");
-    // A bad file: REJECTED, exit 1, the daemon keeps serving.
-    std::fs::write(&env.conf, "NssConfig { Port 0 }\n").expect("write");
-    let out = nssd_cmd(&["refresh".as_ref(), "--state-dir".as_ref(), sd]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success());
-    assert!(text.starts_with("REJECTED"), "{text}");
-    assert!(
-        text.contains("nssd.conf:1:18: Port must be a whole number from 1 to 65535"),
-        "{text}"
-    );
-    // A good one: OK, and the display shows the change.
-    std::fs::write(&env.conf, conf_text(env.port, "  KeepaliveInterval 30\n")).expect("write");
-    let out = nssd_cmd(&["refresh".as_ref(), "--state-dir".as_ref(), sd]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let out = nssd_cmd(&["display".as_ref(), "--state-dir".as_ref(), sd]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("KeepaliveInterval  30\n"), "{text}");
+    // `nssd refresh` asks over the NMI socket (REFRESH_CONFIG); root is
+    // permitted when no profile covers EZB.NETMGMT.<sys>.<sys>.NSS.CONTROL.
+    let refresh = || {
+        nssd_cmd(&[
+            "refresh".as_ref(),
+            "--nmi-socket".as_ref(),
+            sock.as_os_str(),
+        ])
+    };
+    if nix::unistd::geteuid().is_root() {
+        // A bad file: REJECTED with file:line:column, exit 1, the daemon keeps serving.
+        std::fs::write(&env.conf, "NssConfig { Port 0 }\n").expect("write");
+        let out = refresh();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success());
+        assert!(text.starts_with("REJECTED"), "{text}");
+        assert!(
+            text.contains("nssd.conf:1:18: Port must be a whole number from 1 to 65535"),
+            "{text}"
+        );
+        // A good one: OK with the change, and the display shows it.
+        std::fs::write(&env.conf, conf_text(env.port, "  KeepaliveInterval 30\n")).expect("write");
+        let out = refresh();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.starts_with("OK NSSD refreshed"), "{text}");
+        assert!(text.contains("  KeepaliveInterval  30 (was: "), "{text}");
+        let out = nssd_cmd(&["display".as_ref(), "--state-dir".as_ref(), sd]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("KeepaliveInterval  30\n"), "{text}");
+    } else {
+        // Without a profile only root may refresh: the command says why.
+        let out = refresh();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(text.contains("NSS.CONTROL"), "{text}");
+    }
+    // SIGHUP still refreshes (systemctl reload).
+    std::fs::write(&env.conf, conf_text(env.port, "  KeepaliveInterval 40\n")).expect("write");
+    let pid: i32 = std::fs::read_to_string(state.join("nssd.pid"))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP");
+    let mut text = String::new();
+    for _ in 0..200 {
+        let out = nssd_cmd(&["display".as_ref(), "--state-dir".as_ref(), sd]);
+        text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("KeepaliveInterval  40\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(text.contains("KeepaliveInterval  40\n"), "{text}");
     let c = env
         .client("SYSTEMA_STACK1", "A1S1", "pw-a1s1", &Logs::default())
         .await;
