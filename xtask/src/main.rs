@@ -7,8 +7,10 @@
 mod agent;
 mod bench;
 mod checks;
+mod ebpf;
 mod fuzz;
 mod guest;
+mod man;
 mod pcap;
 mod runner;
 mod scenario;
@@ -24,11 +26,16 @@ usage: cargo xtask <task> [args]
 
 tasks:
   demo             the newcomer's demo
-  test [--no-vm]   what CI runs: setup, build, cargo test --workspace, all VM scenarios
+  test             what CI runs: setup, build, cargo test --workspace, all VM scenarios;
+                   --no-vm, --require-all (fail if a test skipped; GATEKEY_CI=1 does too), -j N
   setup            install what the build and the tests need (idempotent)
   vm-test [GLOB…]  run VM scenarios (vm-tests/scenarios/SUITE/NAME); --list, --no-build,
                    --release, -j N; see docs/testing.md
   bench [NAME]     list the benchmarks, or run one (BENCH lines)
+  build-ebpf       build the eBPF filter object (through the loader's build) and print where
+                   it is; --release
+  man [DIR]        write the man pages and shell completions of every binary that has a
+                   generator (default DIR: target/man)
   fuzz [TARGET…]   run the cargo-fuzz targets from their seed corpora; --seconds N each
                    (default 60), --list
   vm-run CMD       boot a test guest, run the shell command CMD in it, print its output
@@ -49,6 +56,8 @@ fn main() -> ExitCode {
         "demo" => tasks::demo(rest),
         "bench" => bench::run(rest),
         "fuzz" => fuzz::run(rest),
+        "build-ebpf" => ebpf::run(rest),
+        "man" => man::run(rest),
         "guest-agent" => agent::main(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
