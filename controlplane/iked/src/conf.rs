@@ -7,8 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use gatekey_config::filter_policy::{self, FilterPolicy};
 use gatekey_config::ike_policy::{self, IkePolicy};
 use gatekey_config::iked_conf::{self, IkedConf, LoadError, NssStackConfig, StackConfig};
+use gatekey_config::profile::{self, Profile};
 use gatekey_config::saf::{self, SafDatabase};
 
 /// A stack's policy as loaded.
@@ -41,6 +43,12 @@ pub struct StackSetup {
     pub nss: Option<NssStackConfig>,
     /// The stack's IPsec policy.
     pub policy: Policy,
+    /// The filter part of the policy file (its `IpFilterPolicy` and
+    /// `IpFilterRule`s), when it has one: the dataplane's `policy` set.
+    pub filter_policy: Option<Arc<FilterPolicy>>,
+    /// The ProfileFile's `IPSEC … ENDIPSEC` block, when the file exists:
+    /// the dataplane's `default` set.
+    pub profile: Option<Arc<Profile>>,
 }
 
 impl StackSetup {
@@ -136,8 +144,19 @@ pub fn load(path: &Path) -> Result<Loaded, Errors> {
                 Policy::Missing(conf.policy_file.clone())
             }
         };
+        let filter_policy = match &policy {
+            Policy::Loaded(_) => load_filter_policy(&conf.policy_file, &mut errors),
+            Policy::Missing(_) => None,
+        };
+        let profile = load_profile(&conf.profile_file, &mut errors);
         let nss = iked.nss_stacks.get(&conf.stack).cloned();
-        stacks.push(StackSetup { conf, nss, policy });
+        stacks.push(StackSetup {
+            conf,
+            nss,
+            policy,
+            filter_policy,
+            profile,
+        });
     }
     let saf_path = iked.ike.saf_database(&base);
     let saf = match saf::load(&saf_path) {
@@ -166,6 +185,41 @@ pub fn load(path: &Path) -> Result<Loaded, Errors> {
         })
     } else {
         Err(Errors(errors))
+    }
+}
+
+/// The filter statements of a policy file, if it has any (`IpFilterPolicy`
+/// or `IpFilterRule`): a file with only IKE statements leaves the stack's
+/// filter to the profile.
+fn load_filter_policy(path: &Path, errors: &mut Vec<String>) -> Option<Arc<FilterPolicy>> {
+    let src = std::fs::read_to_string(path).ok()?;
+    let file = path.display().to_string();
+    let toks =
+        gatekey_config::lex::tokenize(&file, &src, gatekey_config::lex::CommentStyle::Hash).ok()?;
+    if !toks
+        .iter()
+        .any(|t| t.is_word("IpFilterPolicy") || t.is_word("IpFilterRule"))
+    {
+        return None;
+    }
+    match filter_policy::parse(&file, &src) {
+        Ok(p) => Some(Arc::new(p)),
+        Err(d) => {
+            errors.extend(d.0.iter().map(ToString::to_string));
+            None
+        }
+    }
+}
+
+/// The ProfileFile's default filter policy, if the file exists.
+fn load_profile(path: &Path, errors: &mut Vec<String>) -> Option<Arc<Profile>> {
+    match profile::load(path) {
+        Ok(p) => Some(Arc::new(p)),
+        Err(LoadError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            push_load_error(errors, e);
+            None
+        }
     }
 }
 

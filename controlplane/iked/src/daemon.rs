@@ -134,6 +134,7 @@ impl Daemon {
                 if let Some(w) = &self.nss_wiring {
                     crate::nss::reconcile(&mut stack, &ike_conf, &self.system_name(), w);
                 }
+                stack.filter = crate::filter::Filters::start(&stack.setup);
                 stack.configure_ike(&ike_conf);
                 auto_activate(&mut stack).await;
                 self.stacks.insert(name, stack);
@@ -302,6 +303,12 @@ impl Daemon {
                             "EZD0925I Stack {name} kernel state reconciled: {} policies adopted, {} installed, {} removed, {} stale SAs removed",
                             r.adopted, r.installed, r.removed, r.stale_sas
                         );
+                        match &mut running.filter {
+                            Some(f) => f.refresh(&running.setup),
+                            None => {
+                                running.filter = crate::filter::Filters::start(&running.setup);
+                            }
+                        }
                         running.configure_ike(&new.iked.ike);
                         running.renegotiate_changed(old_policy.as_deref());
                         auto_activate(running).await;
@@ -419,7 +426,7 @@ impl Daemon {
     /// The NMI StackRecord of a running stack.
     fn stack_record(&self, s: &Stack) -> StackRecord {
         let policy_available = s.setup.policy.get().is_some();
-        StackRecord {
+        let mut r = StackRecord {
             stack_name: s.name().to_owned(),
             ip_security: false,
             ipv6_security: false,
@@ -436,7 +443,9 @@ impl Daemon {
             fips140: self.loaded.iked.ike.fips140,
             nat_keepalive: s.setup.conf.nat_keepalive,
             ike_listening: !s.sockets.sockets.is_empty(),
-        }
+        };
+        crate::filter::stack_bits(s, &mut r);
+        r
     }
 
     /// Resolve the request's target to a running stack (§2 target rules).
@@ -556,6 +565,7 @@ impl Daemon {
             None => Target::new(&stack_name).ok(),
         };
         let fips = self.loaded.iked.ike.fips140;
+        let stack_rec = self.stacks.get(&stack_name).map(|s| self.stack_record(s));
         let Some(stack) = self.stacks.get_mut(&stack_name) else {
             return Failure::no_target(format!("stack {stack_name} stopped")).into();
         };
@@ -767,16 +777,43 @@ impl Daemon {
                     })
                     .collect(),
             })),
-            Request::GetIpFltCurr(_)
-            | Request::GetIpFltDefault(_)
-            | Request::GetIpFltPolicy(_)
-            | Request::GetIpInterfaces
-            | Request::TrafficTest(_)
-            | Request::SetIpFltDefault
-            | Request::SetIpFltPolicy => Failure::not_served(
-                "filter requests need the eBPF dataplane, which this iked does not drive yet",
-            )
-            .into(),
+            Request::GetIpFltCurr(ref sel)
+            | Request::GetIpFltDefault(ref sel)
+            | Request::GetIpFltPolicy(ref sel) => {
+                let scope = match req.request {
+                    Request::GetIpFltDefault(_) => gatekey_nmi::records::FilterScope::Default,
+                    Request::GetIpFltPolicy(_) => gatekey_nmi::records::FilterScope::Policy,
+                    _ => gatekey_nmi::records::FilterScope::Current,
+                };
+                let Some(sr) = stack_rec else {
+                    return Failure::no_target(format!("stack {stack_name} stopped")).into();
+                };
+                ok(target, Response::Filters(crate::filter::filter_list(stack, scope, sel, sr)))
+            }
+            Request::TrafficTest(ref t) => {
+                let Some(sr) = stack_rec else {
+                    return Failure::no_target(format!("stack {stack_name} stopped")).into();
+                };
+                match crate::filter::traffic_test(stack, t, sr) {
+                    Ok(r) => ok(target, Response::TrafficTest(r)),
+                    Err(f) => f.into(),
+                }
+            }
+            Request::GetIpInterfaces => match crate::filter::interfaces(stack) {
+                Ok(r) => ok(target, Response::Interfaces(r)),
+                Err(f) => f.into(),
+            },
+            Request::SetIpFltDefault | Request::SetIpFltPolicy => {
+                let to = if matches!(req.request, Request::SetIpFltDefault) {
+                    gatekey_dataplane::dataplane::SetId::Default
+                } else {
+                    gatekey_dataplane::dataplane::SetId::Policy
+                };
+                match crate::filter::switch(stack, to) {
+                    Ok(r) => ok(target, Response::FilterSet(r)),
+                    Err(f) => f.into(),
+                }
+            }
             Request::GetIkeNsInfo | Request::GetClientInfo => {
                 Failure::internal("handled above").into()
             }
@@ -994,7 +1031,9 @@ pub(crate) async fn auto_activate(stack: &mut Stack) {
         .unwrap_or_default();
     for r in rules {
         let o = stack.activate_rule(now, &r, gatekey_nmi::records::Activation::Auto);
-        if !o.status.is_success() {
+        // A rule whose KeyExchangeRule waits for NSS certificates starts
+        // when they arrive (EZD1157I).
+        if !o.status.is_success() && !crate::nss::waiting(stack) {
             warn!(
                 "EZD0936E Stack {}: AutoActivate of LocalDynVpnRule {r} not started: {}{}",
                 stack.name(),

@@ -35,7 +35,7 @@ use ike_proto::crypto::prf::PrfAlg;
 use ike_proto::crypto::sig::Signer as _;
 use ike_proto::identity::Identity;
 use ike_proto::ikev2::{
-    ChildConfig, ChildId, ChildProposal, CloseReason, Endpoint, EndpointConfig, Event, IkeSaId,
+    ChildConfig, ChildId, ChildProposal, CloseReason, EndpointConfig, Event, IkeSaId,
     InstallChildSa, Lifetimes, LocalAuth, Mode, PeerConfig, RemoteAuth,
 };
 use ike_proto::wire::{DhGroup, TrafficSelector};
@@ -147,7 +147,8 @@ pub enum KernelWork {
 #[derive(Debug)]
 pub struct IkeDriver {
     /// The engine.
-    pub endpoint: Endpoint,
+    /// The IKEv2 and IKEv1 engines (`crate::v1`).
+    pub endpoint: crate::v1::Engines,
     /// IKE tunnels by IKE SA.
     pub ike: BTreeMap<IkeSaId, IkeTunnel>,
     /// Child SAs by handle.
@@ -362,6 +363,7 @@ pub fn peer_configs(
     stack: &str,
 ) -> PeerSet {
     let mut peers = Vec::new();
+    let mut v1_peers = Vec::new();
     let mut children_of = BTreeMap::new();
     let mut signers = BTreeMap::new();
     for r in &policy.key_exchange_rules {
@@ -374,7 +376,25 @@ pub fn peer_configs(
                 if let Some(s) = signer {
                     signers.insert(pc.name.clone(), s);
                 }
+                match crate::v1::v1_peer(r, &pc) {
+                    Ok(p) => v1_peers.push(p),
+                    Err(e)
+                        if matches!(
+                            r.action.initiate,
+                            HowToInitiate::Main | HowToInitiate::Aggressive
+                        ) =>
+                    {
+                        warn!(
+                            "EZD0932W Stack {stack}: KeyExchangeRule {} cannot initiate IKEv1: {e}",
+                            r.name
+                        );
+                    }
+                    Err(e) => tracing::debug!(rule = r.name, "no IKEv1 for this rule: {e}"),
+                }
                 peers.push(pc);
+            }
+            Err(e) if e.starts_with(crate::nss::WAITING) => {
+                info!("EZD1157I Stack {stack}: KeyExchangeRule {} {e}", r.name)
             }
             Err(e) => warn!(
                 "EZD0932W Stack {stack}: KeyExchangeRule {} is not usable: {e}",
@@ -382,15 +402,17 @@ pub fn peer_configs(
             ),
         }
     }
-    (peers, children_of, signers)
+    (peers, children_of, signers, v1_peers)
 }
 
-/// The engine's peers, each KeyExchangeRule's child rule names, and the
-/// signers of the rules that sign with a local key.
+/// The engine's peers, each KeyExchangeRule's child rule names, the
+/// signers of the rules that sign with a local key, and the IKEv1 policies
+/// (with whether the rule initiates with IKEv1).
 pub type PeerSet = (
     Vec<PeerConfig>,
     BTreeMap<String, Vec<String>>,
     BTreeMap<String, Arc<ike_proto::crypto::sig::LocalSigner>>,
+    Vec<(ike_proto::ikev1::V1Peer, bool)>,
 );
 
 type PeerAndSigner = (PeerConfig, Option<Arc<ike_proto::crypto::sig::LocalSigner>>);
@@ -402,12 +424,6 @@ fn peer_config(
     nss: Option<&crate::nss::CertState>,
     local_for: &dyn Fn(IpAddr) -> Option<IpAddr>,
 ) -> Result<PeerAndSigner, String> {
-    if matches!(
-        r.action.initiate,
-        HowToInitiate::Main | HowToInitiate::Aggressive
-    ) {
-        return Err("IKEv1 (HowToInitiate Main/Aggressive) is not supported yet".into());
-    }
     let remote_addrs = match r.remote.location {
         AddrSpec::Host(a) => vec![a],
         _ => Vec::new(),
@@ -555,9 +571,9 @@ impl IkeDriver {
             nat_keepalive: Duration::from_secs(u64::from(nat_keepalive.max(1))),
             ..EndpointConfig::default()
         };
-        let mut endpoint = Endpoint::new(config);
+        let mut endpoint = crate::v1::Engines::new(config);
         endpoint.set_unix_time(now_secs());
-        endpoint.set_peers(peers.0);
+        endpoint.set_peers(peers.0, peers.3);
         IkeDriver {
             endpoint,
             ike: BTreeMap::new(),
@@ -581,7 +597,7 @@ impl IkeDriver {
 
     /// Replace the peer configurations (refresh); established SAs stay.
     pub fn set_peers(&mut self, peers: PeerSet) {
-        self.endpoint.set_peers(peers.0);
+        self.endpoint.set_peers(peers.0, peers.3);
         self.peers = peers.1;
         self.signers = peers.2;
     }
@@ -787,7 +803,8 @@ impl IkeDriver {
                     t.nat = (local_nat, remote_nat);
                     t.rule = peer.clone();
                     info!(
-                        "EZD0935I Stack {stack}: IKE version 2.0 SA for tunnel K{} generation {} established with {remote} ({peer_id}) by KeyExchangeRule {peer}, {}{}",
+                        "EZD0935I Stack {stack}: IKE version {} SA for tunnel K{} generation {} established with {remote} ({peer_id}) by KeyExchangeRule {peer}, {}{}",
+                        crate::v1::version_text(ike_sa),
                         t.k,
                         t.generation,
                         if initiator { "initiator" } else { "responder" },

@@ -16,6 +16,7 @@
 
 pub mod conf;
 pub mod daemon;
+pub mod filter;
 pub mod ike;
 pub mod kernel;
 pub mod net;
@@ -24,6 +25,7 @@ pub mod nmi;
 pub mod nss;
 pub mod stack;
 pub mod sys;
+pub mod v1;
 pub mod xlate;
 
 use std::path::PathBuf;

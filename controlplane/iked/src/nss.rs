@@ -54,6 +54,17 @@ use crate::stack::Stack;
 /// certificates rotated on the NSS server).
 pub const REFETCH: Duration = Duration::from_secs(300);
 
+/// How [`auth_for`] says that a rule waits for the certificate service.
+pub const WAITING: &str = "waits for the NSS certificate service";
+
+/// Does the stack wait for its first certificates from the NSS server?
+pub fn waiting(stack: &Stack) -> bool {
+    stack
+        .nss
+        .as_ref()
+        .is_some_and(|n| n.cert_selected && n.certs == CertState::Pending)
+}
+
 /// The shortest time a signing request waits for an NSS connection.
 pub const MIN_REQUEST_WAIT: Duration = Duration::from_secs(30);
 
@@ -609,10 +620,9 @@ pub fn auth_for(certs: &CertState, r: &KeyExchangeRule) -> Result<(LocalAuth, Re
     };
     let c = match certs {
         CertState::Pending => {
-            return Err(
-                "waiting for the NSS certificate service (no connection to a network security server yet)"
-                    .into(),
-            );
+            return Err(format!(
+                "{WAITING} (no connection to a network security server yet); it is used once the certificates arrive"
+            ));
         }
         CertState::Refused(_) => return Ok(placeholder()),
         CertState::Ready(c) => c,
@@ -1026,7 +1036,7 @@ mod tests {
             .first()
             .unwrap_or_else(|| panic!("one rule"));
         let e = auth_for(&CertState::Pending, r).err().unwrap_or_default();
-        assert!(e.contains("waiting for the NSS certificate service"), "{e}");
+        assert!(e.starts_with(WAITING), "{e}");
         let (l, rem) =
             auth_for(&CertState::Refused("no".into()), r).unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(l, LocalAuth::Signature { ref certs, .. } if certs.is_empty()));

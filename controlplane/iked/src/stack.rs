@@ -83,6 +83,8 @@ pub struct Stack {
     pub ike: Option<crate::ike::IkeDriver>,
     /// The local key ring, when one is configured and loads.
     pub keyring: Option<Arc<gatekey_keyring::Keyring>>,
+    /// The eBPF IP filter, when iked drives it (`crate::filter`).
+    pub filter: Option<crate::filter::Filters>,
     /// The NSS client, when the stack has an NssStackConfig.
     pub nss: Option<crate::nss::StackNss>,
     next_m: u32,
@@ -127,6 +129,7 @@ impl Stack {
             tasks: Vec::new(),
             ike: None,
             keyring: None,
+            filter: None,
             nss: None,
             next_m: 1,
         }
@@ -883,6 +886,8 @@ impl Stack {
         let outbox = std::mem::take(&mut drv.outbox);
         let work = std::mem::take(&mut drv.kernel);
         let natt = drv.nat_t_port();
+        // Dynamic filters go in before their SAs.
+        crate::filter::before_install(self, &work);
         for t in outbox {
             let kind = if t.local.port() == natt || t.remote.port() == natt {
                 crate::net::PortKind::Natt
@@ -901,6 +906,7 @@ impl Stack {
         for w in work {
             self.kernel_work(w).await;
         }
+        crate::filter::after_kernel_work(self);
         // AutoActivate rules without a live tunnel are retried.
         let Some(policy) = self.setup.policy.get().cloned() else {
             return;
@@ -1186,9 +1192,11 @@ impl Stack {
             return Vec::new();
         };
         let policy = self.policy();
+        // Version, mode and negotiated algorithms from the engines.
+        let shown = crate::v1::sa_display(&drv.endpoint, Instant::now());
         drv.ike
-            .values()
-            .map(|t| {
+            .iter()
+            .map(|(id, t)| {
                 let rule =
                     policy.and_then(|p| p.key_exchange_rules.iter().find(|r| r.name == t.rule));
                 let local = t
@@ -1244,7 +1252,7 @@ impl Stack {
                         C::KeyId => rec::IdType::KeyId,
                     }
                 };
-                IkeTunnelRecord {
+                let mut r = IkeTunnelRecord {
                     tunnel_id: format!("K{}", t.k),
                     generation: t.generation,
                     ike_version: rec::IkeVersion::V2,
@@ -1276,9 +1284,17 @@ impl Stack {
                     diffie_hellman_group: None,
                     local_authentication_method: auth.map(str::to_owned),
                     remote_authentication_method: auth.map(str::to_owned),
-                    certificate_service: auth
-                        .filter(|a| *a != "PresharedKey")
-                        .map(|_| rec::CertService::Local),
+                    certificate_service: auth.filter(|a| *a != "PresharedKey").map(|_| {
+                        if self
+                            .nss
+                            .as_ref()
+                            .is_some_and(crate::nss::StackNss::uses_certs)
+                        {
+                            rec::CertService::Nss
+                        } else {
+                            rec::CertService::Local
+                        }
+                    }),
                     initiator_spi: t.spis.0,
                     responder_spi: t.spis.1,
                     lifesize: None,
@@ -1309,7 +1325,11 @@ impl Stack {
                     }),
                     fips140,
                     ipv6: remote.is_ipv6(),
+                };
+                if let Some(d) = shown.get(id) {
+                    d.apply(&mut r);
                 }
+                r
             })
             .collect()
     }
@@ -1322,7 +1342,9 @@ impl Stack {
         let sas = self.kernel.our_sas().await.unwrap_or_default();
         let policy = self.policy();
         let mut out = Vec::new();
-        for c in drv.children.values() {
+        let shown = crate::v1::child_display(&drv.endpoint, Instant::now());
+        for (id, c) in &drv.children {
+            let seen = shown.get(id);
             if c.expired && !all_sas {
                 continue;
             }
@@ -1351,7 +1373,7 @@ impl Stack {
                     NmiSaState::Active
                 },
                 activation: Some(c.activation),
-                ike_version: Some(rec::IkeVersion::V2),
+                ike_version: Some(seen.map_or(rec::IkeVersion::V2, |s| s.version)),
                 role: Some(if c.initiator {
                     rec::Role::Initiator
                 } else {
@@ -1377,7 +1399,10 @@ impl Stack {
                 encrypt_key_length: keylen,
                 encrypt_inbound_spi: Some(c.spi_in),
                 encrypt_outbound_spi: Some(c.spi_out),
-                pfs_group: rule.and_then(|r| r.action.initiate_with_pfs).map(|g| g.0),
+                pfs_group: match seen {
+                    Some(s) => s.pfs,
+                    None => rule.and_then(|r| r.action.initiate_with_pfs).map(|g| g.0),
+                },
                 protocol: None,
                 local_port: None,
                 remote_port: None,
