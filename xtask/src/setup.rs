@@ -51,6 +51,19 @@ pub const APT_PACKAGES: &[&str] = &[
     "libcharon-extra-plugins",
     // benchmarks
     "hyperfine",
+    // libraries of libreswan's pluto, which setup unpacks into the cache (see
+    // LIBRESWAN_PACKAGE), and certutil for its NSS databases
+    "libnss3-tools",
+    "libnss3",
+    "libnspr4",
+    "libunbound8",
+    "libldns3",
+    "libevent-core-2.1-7",
+    "libevent-pthreads-2.1-7",
+    "libcurl3-nss",
+    "libcap-ng0",
+    "libaudit1",
+    "libldap-2.5-0",
 ];
 
 /// bpf-linker must link the LLVM major version of rustc (22).
@@ -61,6 +74,12 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// The toolchain that builds the eBPF crate (with `RUSTC_BOOTSTRAP=1` and
 /// `-Z build-std=core`, which needs `rust-src`).
 pub const EBPF_TOOLCHAIN: &str = "stable";
+
+/// The second interoperability peer. Debian's package conflicts with
+/// strongswan-starter, so it is not installed: setup downloads the .deb and
+/// unpacks it into `<cache>/libreswan` (its libraries are in APT_PACKAGES),
+/// and the VM scenarios run pluto from there.
+const LIBRESWAN_PACKAGE: &str = "libreswan";
 
 /// The Debian meta package whose dependency names the guest kernel.
 const KERNEL_META: &str = "linux-image-amd64";
@@ -78,6 +97,9 @@ pub fn run(args: &[String]) -> Result<()> {
         bpf_linker,
     )?;
     step("guest kernel", || guest_kernel(&mut apt))?;
+    step("libreswan (unpacked into the cache)", || {
+        libreswan(&mut apt)
+    })?;
     step("guest initramfs", || {
         let k = Kernel::installed()?;
         crate::guest::ensure_initramfs(&k).map(|(_, built)| built)
@@ -429,6 +451,104 @@ fn guest_kernel(apt: &mut Apt) -> Result<bool> {
     fs::rename(&tmp, &root).ctx(|| format!("moving into {}", root.display()))?;
     let _ = fs::remove_file(&current);
     std::os::unix::fs::symlink(&pkg, &current).ctx(|| format!("linking {}", current.display()))?;
+    let _ = fs::remove_dir_all(&dl);
+    Ok(true)
+}
+
+/// Where setup unpacks libreswan: the package's tree (`usr/libexec/ipsec/pluto`,
+/// `usr/sbin/ipsec`, …) and a `.complete` stamp holding its version.
+fn libreswan_dir() -> PathBuf {
+    util::cache_dir().join("libreswan")
+}
+
+/// The version apt would download (`apt-cache policy`'s candidate).
+fn libreswan_candidate(apt: &mut Apt) -> Result<String> {
+    apt.update_if_no_lists()?;
+    let find = || -> Result<Option<String>> {
+        let text = util::stdout_of(Command::new("apt-cache").args(["policy", LIBRESWAN_PACKAGE]))?;
+        Ok(text.lines().find_map(|l| {
+            let v = l.trim().strip_prefix("Candidate:")?.trim();
+            (!v.is_empty() && v != "(none)").then(|| v.to_string())
+        }))
+    };
+    if let Ok(Some(v)) = find() {
+        return Ok(v);
+    }
+    apt.update()?;
+    find()?.ok_or_else(|| {
+        fail!("apt knows no {LIBRESWAN_PACKAGE} package; check the apt sources (Debian main)")
+    })
+}
+
+/// `pluto --version` from the unpacked tree: proves its libraries are there.
+fn libreswan_runs(root: &Path) -> Result<String> {
+    let pluto = root.join("usr/libexec/ipsec/pluto");
+    let text = util::stdout_of(Command::new(&pluto).arg("--version"))
+        .map_err(|e| fail!("{} does not start: {e}", pluto.display()))?;
+    if !text.starts_with("Libreswan") {
+        return Err(fail!(
+            "{} --version printed {:?}, not `Libreswan …`",
+            pluto.display(),
+            text.lines().next().unwrap_or_default()
+        ));
+    }
+    Ok(text)
+}
+
+fn libreswan(apt: &mut Apt) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = libreswan_dir();
+    let stamp = dir.join(".complete");
+    let cached = fs::read_to_string(&stamp)
+        .ok()
+        .map(|s| s.trim().to_string());
+    // Fastest path: unpacked after apt's lists last changed, so apt cannot
+    // offer another version (asking apt-cache costs seconds).
+    if cached.is_some()
+        && let (Ok(m), Some(lists)) = (fs::metadata(&stamp), newest_apt_list())
+        && m.ctime() >= lists
+        && libreswan_runs(&dir).is_ok()
+    {
+        return Ok(false);
+    }
+    let version = libreswan_candidate(apt)?;
+    if cached.as_deref() == Some(version.as_str()) && libreswan_runs(&dir).is_ok() {
+        // Same version: refresh the stamp so the next run takes the fast path.
+        fs::write(&stamp, format!("{version}\n"))?;
+        return Ok(false);
+    }
+    println!("setup:   downloading {LIBRESWAN_PACKAGE} {version}");
+    let cache = util::cache_dir();
+    let dl = cache.join("libreswan.download");
+    let _ = fs::remove_dir_all(&dl);
+    fs::create_dir_all(&dl).ctx(|| format!("creating {}", dl.display()))?;
+    let spec = format!("{LIBRESWAN_PACKAGE}={version}");
+    apt.with_retry(|| {
+        let mut c = apt_cmd("apt-get");
+        c.current_dir(&dl).args(["download", "-q", &spec]);
+        c
+    })
+    .map_err(|e| fail!("{e}; try `apt-get update && apt-get download {spec}`"))?;
+    let deb = fs::read_dir(&dl)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or_else(|| fail!("apt-get download left no .deb in {}", dl.display()))?;
+    let tmp = cache.join("libreswan.tmp");
+    let _ = fs::remove_dir_all(&tmp);
+    println!("setup:   unpacking {}", deb.display());
+    util::run_inherit(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
+    let first = libreswan_runs(&tmp).map_err(|e| {
+        fail!(
+            "{e}; a library is missing? `ldd {}/usr/libexec/ipsec/pluto | grep 'not found'` \
+             names it; add its package to APT_PACKAGES",
+            tmp.display()
+        )
+    })?;
+    println!("setup:   {}", first.lines().next().unwrap_or_default());
+    fs::write(tmp.join(".complete"), format!("{version}\n"))?;
+    let _ = fs::remove_dir_all(&dir);
+    fs::rename(&tmp, &dir).ctx(|| format!("moving into {}", dir.display()))?;
     let _ = fs::remove_dir_all(&dl);
     Ok(true)
 }
