@@ -3,6 +3,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::fail;
@@ -293,66 +294,473 @@ fn ok_or<T>(r: &Result<T>) -> String {
     }
 }
 
-/// `cargo xtask demo`
+/// The scenario `cargo xtask demo` runs.
+const DEMO_SCENARIO: &str = "nss/demo";
+
+const DEMO_USAGE: &str = "usage: cargo xtask demo [--no-build] [-v]";
+
+/// What the demo prints after the run: (step name in the scenario, title,
+/// fields to keep — empty: the whole output).
+const DEMO_SHOWS: &[(&str, &str, &[&str])] = &[
+    (
+        "alice pings bob through the tunnel",
+        "alice (10.1.0.10) pings bob (10.2.0.10): moon and sun carry it in ESP",
+        &[],
+    ),
+    (
+        "moon: ipsec -y display",
+        "the tunnel on gateway moon, with its live counters (5 pings out, 5 replies in)",
+        &[],
+    ),
+    (
+        "moon: ipsec -f display -n tunnel -r short",
+        "moon's IP filters for the tunnel: the inbound dynamic filter iked added with the SA \
+         counted the 5 decapsulated replies",
+        &[],
+    ),
+    (
+        "moon: ipsec -w display (its NSS client)",
+        "moon's NSS client: connected to the NSS server vault, which signs IKE for it",
+        &[],
+    ),
+    (
+        "vault: ipsec -x display (its NSS clients)",
+        "on the NSS server vault: both gateways are connected",
+        &[],
+    ),
+    (
+        "vault: ipsec -y display -z MOON_default (through NSS)",
+        "on vault, moon's tunnel through the NSS remote management service (excerpt)",
+        &[
+            "TunnelID",
+            "State",
+            "ActivationMethod",
+            "IKEVersion",
+            "LocalEndPoint",
+            "RemoteEndPoint",
+            "HowToEncrypt",
+            "OutboundPackets",
+            "InboundPackets",
+        ],
+    ),
+];
+
+/// Messages of moon's log that tell the failover.
+const DEMO_FAILOVER_STEP: &str =
+    "moon: switched to the backup NSS server vault2 (EZD1140I, EZD1141I, EZD1138I)";
+const DEMO_FAILOVER_MESSAGES: &[&str] = &["EZD1138I", "EZD1140I", "EZD1141I"];
+const DEMO_AFTER_FAILOVER: &[(&str, &str, &[&str])] = &[
+    (
+        "alice pings bob again: the tunnel stayed up",
+        "alice pings bob again while the gateways use the backup",
+        &[],
+    ),
+    (
+        "vault2: ipsec -y display -z MOON_default (through the backup)",
+        "on vault2, moon's tunnel: the same SA (generation 1) carried all 10 pings (excerpt)",
+        &[
+            "TunnelID",
+            "State",
+            "Generation",
+            "OutboundPackets",
+            "InboundPackets",
+        ],
+    ),
+];
+
+/// `cargo xtask demo [--no-build] [-v]`: setup, build, the nss/demo VM
+/// scenario with live progress, then its main outputs.
 pub fn demo(args: &[String]) -> Result<()> {
-    if let Some(a) = args.first() {
-        return Err(fail!("`cargo xtask demo` takes no arguments (got `{a}`)"));
+    let mut build = true;
+    let mut verbose = false;
+    for a in args {
+        match a.as_str() {
+            "--no-build" => build = false,
+            "-v" | "--verbose" => verbose = true,
+            other => return Err(fail!("unknown option `{other}`; {DEMO_USAGE}")),
+        }
     }
     println!(
         "gatekey demo\n\
          \n\
-         NOTE: the full demo is not there yet. It will show two gateways whose private keys\n\
-         live on an NSS server, tunnels brought up by iked, and `ipsec` displaying SAs,\n\
-         counters and filter hits; it lands with the integration work.\n\
+         One QEMU guest (the stock Debian kernel) holds six hosts, each a network namespace:\n\
          \n\
-         Until then, this runs the smoke scenario the demo will stand on: a QEMU guest with\n\
-         the stock Debian kernel, two hosts (alice, bob) as network namespaces on a bridge,\n\
-         static ESP SAs (AES-GCM) set with `ip xfrm`, a ping through them, the SA counters,\n\
-         and a capture proving the wire carried ESP only.\n"
+         \x20 alice 10.1.0.10 ── moon ══ ESP tunnel ══ sun ── bob 10.2.0.10\n\
+         \x20                     │    (wide area)      │\n\
+         \x20                     └── vault, vault2 ────┘  NSS servers, holding the gateways' keys\n\
+         \n\
+         The gateways moon and sun run iked; their private keys exist only on the NSS servers,\n\
+         where nssd signs their IKEv2 authentication. alice pings bob through the tunnel, a\n\
+         capture on the wide-area link proves only ESP crossed it, and `ipsec` shows tunnels,\n\
+         counters, filters and NSS clients, on the gateways and through NSS on vault. Then vault\n\
+         stops: both gateways move to vault2 while the tunnel stays up.\n\
+         Configuration: examples/demo/ (install.sh HOST). The checks: vm-tests/scenarios/{DEMO_SCENARIO}/.\n"
     );
-    setup::run(&[])?;
-    let id = "smoke/esp-static";
-    let chosen = runner::select(&[id.to_string()])?;
+    let t0 = Instant::now();
+    let mut phases: Vec<(&str, Duration)> = Vec::new();
+    let phase_failed = |n: u32, name: &str, e: &dyn std::fmt::Display| {
+        fail!("demo step {n}/4 ({name}) failed: {e}")
+    };
+
+    println!("demo: [1/4] setup (Debian packages, guest kernel, initramfs; idempotent)");
+    let t = Instant::now();
+    setup::run(&[]).map_err(|e| phase_failed(1, "setup", &e))?;
+    phases.push(("setup", t.elapsed()));
+
+    if build {
+        println!("\ndemo: [2/4] build (cargo build --workspace --bins --examples)");
+        let t = Instant::now();
+        runner::build(false).map_err(|e| phase_failed(2, "build", &e))?;
+        phases.push(("build", t.elapsed()));
+    } else {
+        println!("\ndemo: [2/4] build skipped (--no-build): using what is in target/debug");
+    }
+
+    println!(
+        "\ndemo: [3/4] the scenario {DEMO_SCENARIO}: boot the guest, run each step (about a minute)"
+    );
+    let t = Instant::now();
+    let chosen = runner::select(&[DEMO_SCENARIO.to_string()])
+        .map_err(|e| phase_failed(3, "scenario", &e))?;
     let mut scenarios = Vec::new();
     for (sid, dir) in &chosen {
-        scenarios.push(Scenario::load(sid, dir)?);
+        scenarios.push(Scenario::load(sid, dir).map_err(|e| phase_failed(3, "scenario", &e))?);
     }
+    let total = scenarios.iter().map(|s| s.steps.len()).sum::<usize>();
     let opts = Options {
         build: false,
         jobs: 1,
+        verbose,
         ..Options::default()
     };
-    let outcomes = runner::run_scenarios(&scenarios, &opts)?;
-    let dir = util::target_dir().join("vm-tests/latest").join(id);
-    let show = |n: u32, title: &str| {
-        let text =
-            std::fs::read_to_string(dir.join(format!("steps/{n:02}.txt"))).unwrap_or_default();
-        let body: String = text
-            .split("--- stdout\n")
-            .nth(1)
-            .and_then(|s| s.split("--- stderr\n").next())
-            .unwrap_or_default()
-            .to_string();
-        println!("\n--- {title}\n{}", body.trim_end());
+    let done = AtomicBool::new(false);
+    let outcomes = std::thread::scope(|sc| {
+        sc.spawn(|| demo_progress(total, &done));
+        let r = runner::run_scenarios(&scenarios, &opts);
+        done.store(true, Ordering::Release);
+        r
+    })
+    .map_err(|e| phase_failed(3, "scenario", &e))?;
+    phases.push(("scenario", t.elapsed()));
+    let pass = !outcomes.is_empty() && outcomes.iter().all(|o| o.pass);
+
+    println!("\ndemo: [4/4] tear down: the guest has powered off; nothing of it keeps running");
+    let Some(dir) = demo_run_dir().map(|d| d.join(DEMO_SCENARIO)) else {
+        return Err(fail!(
+            "demo step 3/4 (scenario): no results directory target/vm-tests/*-{} was made",
+            std::process::id()
+        ));
     };
-    show(7, "alice pings bob through ESP");
-    show(8, "alice's SAs after the ping (ip -s xfrm state)");
-    if let Ok(r) = std::fs::read_to_string(dir.join("result.json"))
-        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&r)
-        && let Some(s) = v
-            .pointer("/captures/0/summary")
-            .and_then(serde_json::Value::as_str)
-    {
-        println!("\n--- the capture on the wire (wire.pcap)\n{s}");
+    let result: Option<serde_json::Value> = fs::read_to_string(dir.join("result.json"))
+        .ok()
+        .and_then(|r| serde_json::from_str(&r).ok());
+    let steps = result
+        .as_ref()
+        .and_then(|v| v.get("steps"))
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+
+    for (name, title, keep) in DEMO_SHOWS {
+        demo_show(&dir, &steps, name, title, keep);
     }
+    demo_captures(result.as_ref());
+    if let Some((_, text)) = demo_step_text(&dir, &steps, DEMO_FAILOVER_STEP) {
+        let lines: Vec<String> = demo_section(&text, "stdout")
+            .lines()
+            .filter(|l| DEMO_FAILOVER_MESSAGES.iter().any(|m| l.contains(m)))
+            .map(demo_log_line)
+            .collect();
+        println!(
+            "\n─── vault's nssd stops: moon loses the primary NSS server and switches to the backup vault2\n\
+             moon# (iked log)\n{}",
+            lines.join("\n")
+        );
+    }
+    for (name, title, keep) in DEMO_AFTER_FAILOVER {
+        demo_show(&dir, &steps, name, title, keep);
+    }
+
+    println!();
+    for (name, d) in &phases {
+        println!("demo: {name:<9} {:>7}", util::secs(*d));
+    }
+    println!("demo: total     {:>7}", util::secs(t0.elapsed()));
     println!(
-        "\nEverything the guest did is in {} (console.log, steps/, wire.pcap — open it in Wireshark).",
+        "\nEverything the guest did is in {}:\n\
+         \x20 steps/NN.txt (each step: command, exit status, output), hosts/HOST/*.log (iked, nssd),\n\
+         \x20 console.log (the guest), wan.pcap (the wide-area link: `tshark -r wan.pcap`, or Wireshark).\n\
+         Run one step by hand: docs/testing.md; operate the real thing: docs/operations.md.",
         dir.display()
     );
-    if outcomes.iter().all(|o| o.pass) {
-        Ok(())
+    if pass {
+        println!("\ndemo: PASS: every check of {DEMO_SCENARIO} held");
+        return Ok(());
+    }
+    Err(demo_failure(&dir, result.as_ref(), &steps, &outcomes))
+}
+
+/// Print each step of the running scenario as it completes (the guest
+/// writes steps/NN.txt into the results directory when a step ends).
+fn demo_progress(total: usize, done: &AtomicBool) {
+    let mut next = 1usize;
+    loop {
+        let finished = done.load(Ordering::Acquire);
+        if let Some(dir) = demo_run_dir() {
+            let steps = dir.join(DEMO_SCENARIO).join("steps");
+            while let Ok(text) = fs::read_to_string(steps.join(format!("{next:02}.txt"))) {
+                // Written in one go, but read it whole or wait for the next look.
+                if !text.contains("\n--- stdout\n") {
+                    break;
+                }
+                let (name, secs) = demo_step_header(&text);
+                println!("  [{next:>2}/{total}] {name}  ({secs})");
+                next += 1;
+            }
+        }
+        if finished {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// This process's run directory, `target/vm-tests/<time>-<pid>`
+/// (`target/vm-tests/latest` may be another engineer's run by then).
+fn demo_run_dir() -> Option<std::path::PathBuf> {
+    let suffix = format!("-{}", std::process::id());
+    fs::read_dir(util::target_dir().join("vm-tests"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.ends_with(&suffix) && n.starts_with(|c: char| c.is_ascii_digit())
+            })
+        })
+}
+
+/// A step file's name and time: `step 12 (line 90): NAME` … `time: 2.70s`.
+fn demo_step_header(text: &str) -> (String, String) {
+    let name = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_once("): "))
+        .map_or_else(|| "?".to_string(), |(_, n)| n.to_string());
+    let secs = text
+        .lines()
+        .take(5)
+        .find_map(|l| l.split_once("time: "))
+        .and_then(|(_, t)| t.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string();
+    (name, secs)
+}
+
+/// The part of a step file after `--- stdout` (or `--- stderr`).
+fn demo_section<'a>(text: &'a str, which: &str) -> &'a str {
+    let marker = format!("--- {which}\n");
+    let Some((_, rest)) = text.split_once(&marker) else {
+        return "";
+    };
+    if which == "stdout" {
+        rest.split_once("--- stderr\n").map_or(rest, |(o, _)| o)
     } else {
-        Err(fail!("the smoke scenario failed; see above"))
+        rest
+    }
+}
+
+/// A step's record: its index and the text of steps/NN.txt.
+fn demo_step_text(
+    dir: &std::path::Path,
+    steps: &[serde_json::Value],
+    name: &str,
+) -> Option<(u64, String)> {
+    let index = steps
+        .iter()
+        .find(|s| s.get("name").and_then(serde_json::Value::as_str) == Some(name))?
+        .get("index")?
+        .as_u64()?;
+    let text = fs::read_to_string(dir.join(format!("steps/{index:02}.txt"))).ok()?;
+    Some((index, text))
+}
+
+/// Print one step's command and output (only the `keep` fields, with the
+/// report's header and count, when `keep` is not empty).
+fn demo_show(
+    dir: &std::path::Path,
+    steps: &[serde_json::Value],
+    name: &str,
+    title: &str,
+    keep: &[&str],
+) {
+    let Some((index, text)) = demo_step_text(dir, steps, name) else {
+        return;
+    };
+    let host = text
+        .lines()
+        .nth(1)
+        .and_then(|l| l.strip_prefix("host: "))
+        .unwrap_or("?");
+    let command = text
+        .lines()
+        .nth(2)
+        .and_then(|l| l.strip_prefix("$ "))
+        .unwrap_or("?");
+    let out = demo_section(&text, "stdout").trim_end();
+    let body = if keep.is_empty() {
+        out.to_string()
+    } else {
+        demo_excerpt(out, keep, &format!("steps/{index:02}.txt"))
+    };
+    println!("\n─── {title}\n{host}# {command}\n{body}");
+}
+
+/// The first three lines of an `ipsec` report (its header), the lines of
+/// the `keep` fields and the `N entries selected` line.
+fn demo_excerpt(out: &str, keep: &[&str], file: &str) -> String {
+    let mut lines: Vec<&str> = out.lines().take(3).collect();
+    let mut left = 0usize;
+    for l in out.lines().skip(3) {
+        let field = l.split(':').next().unwrap_or_default().trim();
+        if keep.contains(&field) || l.contains("entries selected") {
+            lines.push(l);
+        } else if !l.trim().is_empty() && !l.starts_with('*') {
+            left += 1;
+        }
+    }
+    let mut s = lines.join("\n");
+    if left > 0 {
+        s.push_str(&format!("\n({left} more lines in {file})"));
+    }
+    s
+}
+
+/// `2026-11-22T10:43:43.545Z  INFO iked: EZD1141I …` → `10:43:43.545 EZD1141I …`.
+fn demo_log_line(line: &str) -> String {
+    let time = line
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.split_once('T'))
+        .map(|(_, t)| t.trim_end_matches('Z'))
+        .unwrap_or_default();
+    let msg = line.split_once(": ").map_or(line, |(_, m)| m);
+    let msg = msg.strip_suffix(" stack=default").unwrap_or(msg);
+    format!("{time} {msg}")
+}
+
+/// The capture checks' verdicts.
+fn demo_captures(result: Option<&serde_json::Value>) {
+    let Some(caps) = result
+        .and_then(|v| v.get("captures"))
+        .and_then(serde_json::Value::as_array)
+    else {
+        return;
+    };
+    println!("\n─── the capture on the wide-area link (wan.pcap) while all this ran");
+    for c in caps {
+        let s = |k: &str| c.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
+        let what = match s("name") {
+            "wan" => "between moon and sun (ESP and IKE only, nothing in clear):",
+            "wan-inner" => "between the subnets 10.1.0.0/24 and 10.2.0.0/24 (never in clear):",
+            other => other,
+        };
+        let ok = c.get("ok").and_then(serde_json::Value::as_bool) == Some(true);
+        let verdict = if ok {
+            "PASS".to_string()
+        } else {
+            format!("FAIL: {}", s("failure"))
+        };
+        println!("{what}\n  {}  → {verdict}", s("summary"));
+    }
+}
+
+/// The error of a failed scenario: the step that failed, its check, and
+/// where the logs are.
+fn demo_failure(
+    dir: &std::path::Path,
+    result: Option<&serde_json::Value>,
+    steps: &[serde_json::Value],
+    outcomes: &[runner::Outcome],
+) -> util::TaskError {
+    let reason = result
+        .and_then(|v| v.get("reason"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .or_else(|| outcomes.first().map(|o| o.line.clone()))
+        .unwrap_or_else(|| "the guest left no result".into());
+    let failed = steps
+        .iter()
+        .find(|s| s.get("ok").and_then(serde_json::Value::as_bool) == Some(false));
+    let at = match failed {
+        Some(s) => {
+            let n = s
+                .get("index")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            let name = s
+                .get("name")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("?");
+            let host = s
+                .get("host")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("?");
+            let line = s
+                .get("line")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            format!(
+                "step {n} ({name}; vm-tests/scenarios/{DEMO_SCENARIO}/scenario.toml:{line}); \
+                 its record: {}/steps/{n:02}.txt; the host's daemons: {}/hosts/{host}/",
+                dir.display(),
+                dir.display()
+            )
+        }
+        None => format!("see {}/console.log and result.json", dir.display()),
+    };
+    fail!("demo step 3/4 (scenario {DEMO_SCENARIO}) failed at {at}: {reason}")
+}
+
+#[cfg(test)]
+mod demo_tests {
+    use super::*;
+
+    const STEP: &str = "step 12 (line 90): moon: the tunnel comes up\nhost: moon\n\
+                        $ ipsec -y display\nexit: 0  time: 2.70s  attempts: 3\n\
+                        --- stdout\nhead 1\nhead 2\nhead 3\nTunnelID:   Y1\nState:  Active\n\
+                        Other:  x\n*****\n\n1 entries selected\n--- stderr\nwarn\n";
+
+    #[test]
+    fn step_file_parts() {
+        assert_eq!(
+            demo_step_header(STEP),
+            ("moon: the tunnel comes up".to_string(), "2.70s".to_string())
+        );
+        assert!(demo_section(STEP, "stdout").starts_with("head 1\n"));
+        assert!(demo_section(STEP, "stdout").ends_with("1 entries selected\n"));
+        assert_eq!(demo_section(STEP, "stderr"), "warn\n");
+        assert_eq!(demo_section("no markers", "stdout"), "");
+    }
+
+    #[test]
+    fn excerpt_keeps_header_fields_and_count() {
+        let out = demo_section(STEP, "stdout");
+        assert_eq!(
+            demo_excerpt(out, &["State"], "steps/12.txt"),
+            "head 1\nhead 2\nhead 3\nState:  Active\n1 entries selected\n\
+             (2 more lines in steps/12.txt)"
+        );
+    }
+
+    #[test]
+    fn log_lines_shortened() {
+        assert_eq!(
+            demo_log_line(
+                "2026-11-22T10:43:43.545Z  INFO iked: EZD1141I IKE switches stack default stack=default"
+            ),
+            "10:43:43.545 EZD1141I IKE switches stack default"
+        );
     }
 }
 
