@@ -988,18 +988,25 @@ pub async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
     }
     info!("EZD0923I IKE has received the STOP command");
     let _ = stop_tx.send(true);
-    // Answer what is in flight while the server sends TERM.
+    // Answer what is in flight while the server sends TERM, until the
+    // server has finished (the daemon's NSS wiring holds a sender too, so
+    // the channel itself never closes here).
+    let stopping = || Failure::internal("iked is stopping").into();
     let drain = async {
-        while let Some(cmd) = nrx.recv().await {
-            let _ = cmd.reply.send(Failure::internal("iked is stopping").into());
+        let mut nmi_task = nmi_task;
+        loop {
+            tokio::select! {
+                Some(cmd) = nrx.recv() => {
+                    let _ = cmd.reply.send(stopping());
+                }
+                _ = &mut nmi_task => break,
+            }
+        }
+        while let Ok(cmd) = nrx.try_recv() {
+            let _ = cmd.reply.send(stopping());
         }
     };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(6), async {
-        tokio::join!(drain, async {
-            let _ = nmi_task.await;
-        })
-    })
-    .await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(6), drain).await;
     crate::nss::shutdown(&mut daemon.stacks).await;
     drop(daemon);
     info!("EZD0910I IKE daemon ending; IPsec policies stay in force (fail closed)");

@@ -39,7 +39,7 @@ use clap::{Parser, ValueEnum};
 #[command(
     name = "iked",
     version,
-    about = "gatekey IKE daemon: IKEv2 tunnels on Linux XFRM, z/OS-style configuration and NMI",
+    about = "gatekey IKE daemon: IKEv2 and IKEv1 tunnels on Linux XFRM, the eBPF IP filter, z/OS-style configuration and NMI",
     long_about = None
 )]
 pub struct Cli {
