@@ -348,7 +348,8 @@ const DEMO_SHOWS: &[(&str, &str, &[&str])] = &[
 /// Messages of moon's log that tell the failover.
 const DEMO_FAILOVER_STEP: &str =
     "moon: switched to the backup NSS server vault2 (EZD1140I, EZD1141I, EZD1138I)";
-const DEMO_FAILOVER_MESSAGES: &[&str] = &["EZD1138I", "EZD1140I", "EZD1141I"];
+const DEMO_FAILBACK_STEP: &str = "moon: back on the primary NSS server vault";
+const DEMO_FAILOVER_MESSAGES: &[&str] = &["EZD1138I", "EZD1140I", "EZD1141I", "EZD1142I"];
 const DEMO_AFTER_FAILOVER: &[(&str, &str, &[&str])] = &[
     (
         "alice pings bob again: the tunnel stayed up",
@@ -367,6 +368,17 @@ const DEMO_AFTER_FAILOVER: &[(&str, &str, &[&str])] = &[
         ],
     ),
 ];
+const DEMO_AFTER_FAILBACK: &[(&str, &str, &[&str])] = &[(
+    "vault: ipsec -y display -z SUN_default (the tunnel still up on sun, same SA)",
+    "on vault again, sun's side of the tunnel: still its first SA (excerpt)",
+    &[
+        "TunnelID",
+        "State",
+        "Generation",
+        "OutboundPackets",
+        "InboundPackets",
+    ],
+)];
 
 /// `cargo xtask demo [--no-build] [-v]`: setup, build, the nss/demo VM
 /// scenario with live progress, then its main outputs.
@@ -393,7 +405,8 @@ pub fn demo(args: &[String]) -> Result<()> {
          where nssd signs their IKEv2 authentication. alice pings bob through the tunnel, a\n\
          capture on the wide-area link proves only ESP crossed it, and `ipsec` shows tunnels,\n\
          counters, filters and NSS clients, on the gateways and through NSS on vault. Then vault\n\
-         stops: both gateways move to vault2 while the tunnel stays up.\n\
+         stops: both gateways move to vault2 while the tunnel stays up; vault returns, vault2\n\
+         stops, and they move back.\n\
          Configuration: examples/demo/ (install.sh HOST). The checks: vm-tests/scenarios/{DEMO_SCENARIO}/.\n"
     );
     let t0 = Instant::now();
@@ -465,19 +478,29 @@ pub fn demo(args: &[String]) -> Result<()> {
         demo_show(&dir, &steps, name, title, keep);
     }
     demo_captures(result.as_ref());
-    if let Some((_, text)) = demo_step_text(&dir, &steps, DEMO_FAILOVER_STEP) {
-        let lines: Vec<String> = demo_section(&text, "stdout")
-            .lines()
-            .filter(|l| DEMO_FAILOVER_MESSAGES.iter().any(|m| l.contains(m)))
-            .map(demo_log_line)
-            .collect();
+    let failover = demo_log_lines(&dir, &steps, DEMO_FAILOVER_STEP);
+    if !failover.is_empty() {
         println!(
             "\n─── vault's nssd stops: moon loses the primary NSS server and switches to the backup vault2\n\
              moon# (iked log)\n{}",
-            lines.join("\n")
+            failover.join("\n")
         );
     }
     for (name, title, keep) in DEMO_AFTER_FAILOVER {
+        demo_show(&dir, &steps, name, title, keep);
+    }
+    let failback: Vec<String> = demo_log_lines(&dir, &steps, DEMO_FAILBACK_STEP)
+        .into_iter()
+        .filter(|l| !failover.contains(l))
+        .collect();
+    if !failback.is_empty() {
+        println!(
+            "\n─── vault's nssd is back and vault2's stops: moon returns to the primary\n\
+             moon# (iked log)\n{}",
+            failback.join("\n")
+        );
+    }
+    for (name, title, keep) in DEMO_AFTER_FAILBACK {
         demo_show(&dir, &steps, name, title, keep);
     }
 
@@ -634,6 +657,19 @@ fn demo_excerpt(out: &str, keep: &[&str], file: &str) -> String {
         s.push_str(&format!("\n({left} more lines in {file})"));
     }
     s
+}
+
+/// The NSS connection messages of a `log` step's snapshot, shortened.
+fn demo_log_lines(dir: &std::path::Path, steps: &[serde_json::Value], name: &str) -> Vec<String> {
+    demo_step_text(dir, steps, name)
+        .map(|(_, text)| {
+            demo_section(&text, "stdout")
+                .lines()
+                .filter(|l| DEMO_FAILOVER_MESSAGES.iter().any(|m| l.contains(m)))
+                .map(demo_log_line)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `2026-11-22T10:43:43.545Z  INFO iked: EZD1141I …` → `10:43:43.545 EZD1141I …`.
