@@ -693,6 +693,10 @@ fn demo_captures(result: Option<&serde_json::Value>) {
     else {
         return;
     };
+    // A scenario that failed early never checked its captures.
+    if !caps.iter().any(|c| c.get("summary").is_some()) {
+        return;
+    }
     println!("\n─── the capture on the wide-area link (wan.pcap) while all this ran");
     for c in caps {
         let s = |k: &str| c.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
@@ -728,6 +732,13 @@ fn demo_failure(
     let failed = steps
         .iter()
         .find(|s| s.get("ok").and_then(serde_json::Value::as_bool) == Some(false));
+    if let Some(text) = failed
+        .and_then(|s| s.get("index"))
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|n| fs::read_to_string(dir.join(format!("steps/{n:02}.txt"))).ok())
+    {
+        println!("\n─── the step that failed\n{}", text.trim_end());
+    }
     let at = match failed {
         Some(s) => {
             let n = s
