@@ -559,7 +559,7 @@ impl GuestSpec {
             start,
             reader: Some(reader),
             err_reader: Some(err_reader),
-            _booted: rx,
+            booted: rx,
         })
     }
 }
@@ -571,10 +571,44 @@ pub struct RunningGuest {
     start: Instant,
     reader: Option<std::thread::JoinHandle<Option<f64>>>,
     err_reader: Option<std::thread::JoinHandle<String>>,
-    _booted: mpsc::Receiver<()>,
+    booted: mpsc::Receiver<()>,
+}
+
+/// How a guest's start went ([`RunningGuest::wait_boot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootWait {
+    /// The guest's init reported the kernel up.
+    Up,
+    /// QEMU ended before that (its exit is examined by [`RunningGuest::wait`]).
+    Ended,
+    /// Nothing within the limit.
+    Silent,
 }
 
 impl RunningGuest {
+    /// Wait at most `limit` (from the spawn) for the guest's init to report
+    /// the kernel up.
+    pub fn wait_boot(&self, limit: Duration) -> BootWait {
+        let left = limit.saturating_sub(self.start.elapsed());
+        match self.booted.recv_timeout(left) {
+            Ok(()) => BootWait::Up,
+            Err(mpsc::RecvTimeoutError::Disconnected) => BootWait::Ended,
+            Err(mpsc::RecvTimeoutError::Timeout) => BootWait::Silent,
+        }
+    }
+
+    /// Stop the guest now.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        if let Some(r) = self.err_reader.take() {
+            let _ = r.join();
+        }
+    }
+
     /// Wait for the guest to power off, at most `limit`; kill it after that.
     pub fn wait(mut self, limit: Duration) -> Result<(GuestRun, String)> {
         let mut timed_out = false;
