@@ -367,14 +367,28 @@ const DEMO_AFTER_FAILOVER: &[(&str, &str, &[&str])] = &[
             "InboundPackets",
         ],
     ),
+    (
+        "moon: the new IKE SA K2 is up, the tunnel's new child SA under it",
+        "moon closes its IKE SA and starts a new one: IKE_AUTH signed by vault2 now \
+         (ipsec -k deactivate K1; ipsec -y activate alice-bob; excerpt)",
+        &[
+            "TunnelID",
+            "ParentIKETunnelID",
+            "State",
+            "LocalAuthenticationMethod",
+            "CertificateService",
+            "RemoteID",
+        ],
+    ),
 ];
 const DEMO_AFTER_FAILBACK: &[(&str, &str, &[&str])] = &[(
-    "vault: ipsec -y display -z SUN_default (the tunnel still up on sun, same SA)",
-    "on vault again, sun's side of the tunnel: still its first SA (excerpt)",
+    "vault: ipsec -y display -z SUN_default (sun's side of the new tunnel)",
+    "on vault again, sun's side of the new tunnel (excerpt)",
     &[
         "TunnelID",
+        "ParentIKETunnelID",
         "State",
-        "Generation",
+        "Role",
         "OutboundPackets",
         "InboundPackets",
     ],
@@ -405,8 +419,8 @@ pub fn demo(args: &[String]) -> Result<()> {
          where nssd signs their IKEv2 authentication. alice pings bob through the tunnel, a\n\
          capture on the wide-area link proves only ESP crossed it, and `ipsec` shows tunnels,\n\
          counters, filters and NSS clients, on the gateways and through NSS on vault. Then vault\n\
-         stops: both gateways move to vault2 while the tunnel stays up; vault returns, vault2\n\
-         stops, and they move back.\n\
+         stops: both gateways move to vault2 while the tunnel stays up, and vault2 signs a new\n\
+         IKE SA; vault returns, vault2 stops, and they move back.\n\
          Configuration: examples/demo/ (install.sh HOST). The checks: vm-tests/scenarios/{DEMO_SCENARIO}/.\n"
     );
     let t0 = Instant::now();
