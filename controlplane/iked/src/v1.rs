@@ -339,6 +339,9 @@ pub fn v1_peer(r: &pol::KeyExchangeRule, pc: &PeerConfig) -> Result<(V1Peer, boo
     };
     let mut peer = pc.clone();
     peer.allow_legacy = pc.allow_legacy || proposals.iter().any(P1Proposal::is_legacy);
+    if let LocalAuth::Signature { certs, .. } = &mut peer.local_auth {
+        without_trust_anchors(certs);
+    }
     Ok((
         V1Peer {
             peer,
@@ -355,6 +358,22 @@ pub fn v1_peer(r: &pol::KeyExchangeRule, pc: &PeerConfig) -> Result<(V1Peer, boo
         },
         initiate.is_some(),
     ))
+}
+
+/// Drop the self-signed certificates (trust anchors) after the first from an
+/// IKEv1 certificate chain. The peer must hold the anchor to trust us
+/// anyway, and IKEv1 has no fragmentation of its own here: a main-mode
+/// message with two RSA certificates exceeds a 1500-byte MTU and travels as
+/// IP fragments, which middleboxes often drop. Intermediate CAs stay.
+fn without_trust_anchors(certs: &mut Vec<Vec<u8>>) {
+    let mut first = true;
+    certs.retain(|der| {
+        if std::mem::take(&mut first) {
+            return true;
+        }
+        ike_proto::crypto::cert::Certificate::from_der(der)
+            .map_or(true, |c| c.subject() != c.issuer())
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -542,6 +561,33 @@ mod tests {
             ike_proto::crypto::Secret::from("k"),
             child,
         )
+    }
+
+    #[test]
+    fn ikev1_sends_no_trust_anchor() {
+        let pki = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../vm-tests/scenarios/iked/rsa-keyring/pki/"
+        );
+        let der = |f: &str| {
+            let pem = std::fs::read(format!("{pki}{f}")).unwrap();
+            ike_proto::crypto::cert::Certificate::from_pem(&pem)
+                .unwrap()
+                .der()
+                .to_vec()
+        };
+        let (moon, ca) = (der("moon.pem"), der("ca.pem"));
+        let mut chain = vec![moon.clone(), ca.clone()];
+        without_trust_anchors(&mut chain);
+        assert_eq!(chain, vec![moon.clone()]);
+        // A self-signed end certificate is still sent.
+        let mut only = vec![ca.clone()];
+        without_trust_anchors(&mut only);
+        assert_eq!(only, vec![ca]);
+        // Something unparsable is left for the peer to judge.
+        let mut odd = vec![moon.clone(), vec![1, 2, 3]];
+        without_trust_anchors(&mut odd);
+        assert_eq!(odd.len(), 2);
     }
 
     #[test]
