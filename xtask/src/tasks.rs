@@ -435,7 +435,10 @@ pub fn demo(args: &[String]) -> Result<()> {
     phases.push(("setup", t.elapsed()));
 
     if build {
-        println!("\ndemo: [2/4] build (cargo build --workspace --bins --examples)");
+        println!(
+            "\ndemo: [2/4] build (cargo build --workspace --bins --examples; the first build \
+             takes several minutes)"
+        );
         let t = Instant::now();
         runner::build(false).map_err(|e| phase_failed(2, "build", &e))?;
         phases.push(("build", t.elapsed()));
