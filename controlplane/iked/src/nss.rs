@@ -687,8 +687,20 @@ pub fn algorithm(scheme: SignatureScheme, key: KeyAlgorithm) -> Option<Signature
         (SignatureScheme::EcdsaSha384, KeyAlgorithm::EcdsaP384) => {
             SignatureAlgorithm::EcdsaP384Sha384
         }
+        // IKEv1 RSA signatures: PKCS#1 v1.5 over HASH_I/HASH_R, no DigestInfo.
+        (SignatureScheme::RsaPkcs1Raw, KeyAlgorithm::Rsa { .. }) => SignatureAlgorithm::RsaPkcs1Raw,
         _ => return None,
     })
+}
+
+/// What the NSS server is asked to sign: IKEv1's HASH_I/HASH_R as it is (a
+/// digest, `RsaPkcs1Raw`), anything else as data the server hashes.
+fn sign_input(scheme: SignatureScheme, octets: &[u8]) -> SignInput {
+    if scheme == SignatureScheme::RsaPkcs1Raw {
+        SignInput::Digest(octets.to_vec())
+    } else {
+        SignInput::Data(octets.to_vec())
+    }
 }
 
 /// Hand the engine's NSS requests to the server (answers come back as
@@ -778,14 +790,10 @@ fn sign(
     let engine = n.engine;
     let stack = stack.to_owned();
     let peer = peer.to_owned();
+    let input = sign_input(scheme, &octets);
     tokio::spawn(async move {
         let result = match client
-            .sign(
-                Some(chain.label.as_str()),
-                alg,
-                SignInput::Data(octets.clone()),
-                None,
-            )
+            .sign(Some(chain.label.as_str()), alg, input, None)
             .await
         {
             Ok(s) => match chain.public.verify(scheme, &octets, &s.signature) {
@@ -1000,6 +1008,21 @@ mod tests {
         assert_eq!(algorithm(SignatureScheme::EcdsaSha256, rsa), None);
         assert_eq!(
             algorithm(SignatureScheme::Ed25519, KeyAlgorithm::Ed25519),
+            None
+        );
+        // IKEv1 RSA signatures: the raw digest, which the server accepts as such.
+        let raw = algorithm(SignatureScheme::RsaPkcs1Raw, rsa);
+        assert_eq!(raw, Some(SignatureAlgorithm::RsaPkcs1Raw));
+        let digest = [7u8; 32];
+        let input = sign_input(SignatureScheme::RsaPkcs1Raw, &digest);
+        assert!(matches!(input, SignInput::Digest(ref d) if d == &digest));
+        assert!(SignatureAlgorithm::RsaPkcs1Raw.accepts(&input));
+        assert!(SignatureAlgorithm::RsaPkcs1Sha256.accepts(&sign_input(
+            SignatureScheme::RsaPkcs1Sha256,
+            b"signed octets"
+        )));
+        assert_eq!(
+            algorithm(SignatureScheme::RsaPkcs1Raw, KeyAlgorithm::EcdsaP256),
             None
         );
     }
