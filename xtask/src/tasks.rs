@@ -540,6 +540,35 @@ pub fn demo(args: &[String]) -> Result<()> {
     Err(demo_failure(&dir, result.as_ref(), &steps, &outcomes))
 }
 
+/// Headings printed before the step that opens each part of the scenario.
+const DEMO_PHASES: &[(&str, &str)] = &[
+    (
+        "vault: install the NSS server's configuration (examples/demo)",
+        "install examples/demo on each host; the private keys only on the NSS servers",
+    ),
+    (
+        "vault: daemon nssd",
+        "start nssd on vault and vault2, iked on sun and moon",
+    ),
+    (
+        "moon: the tunnel comes up by itself (AutoActivate)",
+        "IKEv2 signed by nssd, ESP, counters, filters, NSS displays",
+    ),
+    (
+        "vault: the primary NSS server stops",
+        "vault's nssd stops: failover to vault2, the tunnel stays up",
+    ),
+    (
+        "moon: close the IKE SA (ipsec -k deactivate K1)",
+        "a new IKE SA, signed by vault2",
+    ),
+    (
+        "vault: the primary NSS server starts again",
+        "vault returns, vault2 stops: back to vault",
+    ),
+    ("moon: stop iked", "orderly stop"),
+];
+
 /// Print each step of the running scenario as it completes (the guest
 /// writes steps/NN.txt into the results directory when a step ends).
 fn demo_progress(total: usize, done: &AtomicBool) {
@@ -554,6 +583,9 @@ fn demo_progress(total: usize, done: &AtomicBool) {
                     break;
                 }
                 let (name, secs) = demo_step_header(&text);
+                if let Some((_, heading)) = DEMO_PHASES.iter().find(|(first, _)| *first == name) {
+                    println!("  ── {heading}");
+                }
                 println!("  [{next:>2}/{total}] {name}  ({secs})");
                 next += 1;
             }
@@ -815,6 +847,26 @@ mod demo_tests {
             "head 1\nhead 2\nhead 3\nState:  Active\n1 entries selected\n\
              (2 more lines in steps/12.txt)"
         );
+    }
+
+    /// Every step the demo prints or heads must exist in the scenario: a
+    /// renamed step would silently drop it from the demo's output.
+    #[test]
+    fn demo_names_steps_of_the_scenario() {
+        let chosen = runner::select(&[DEMO_SCENARIO.to_string()]).expect("the demo scenario");
+        let (id, dir) = chosen.first().expect("one scenario");
+        let sc = Scenario::load(id, dir).expect("the demo scenario parses");
+        let names: Vec<&str> = sc.steps.iter().map(|s| s.name.as_str()).collect();
+        let wanted = DEMO_SHOWS
+            .iter()
+            .chain(DEMO_AFTER_FAILOVER)
+            .chain(DEMO_AFTER_FAILBACK)
+            .map(|(n, _, _)| *n)
+            .chain(DEMO_PHASES.iter().map(|(n, _)| *n))
+            .chain([DEMO_FAILOVER_STEP, DEMO_FAILBACK_STEP]);
+        for n in wanted {
+            assert!(names.contains(&n), "no step named {n:?} in {DEMO_SCENARIO}");
+        }
     }
 
     #[test]
