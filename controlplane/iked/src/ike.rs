@@ -168,8 +168,8 @@ pub struct IkeDriver {
     signers: BTreeMap<String, Arc<ike_proto::crypto::sig::LocalSigner>>,
     next_k: u32,
     next_y: u32,
-    /// Outbound SAs of rekeyed children held back until the peer deletes the
-    /// old child (or a deadline passes), by Y number.
+    /// Outbound SAs of rekeyed children held back until the old child is
+    /// deleted (or a deadline passes), by Y number.
     deferred_out: BTreeMap<u32, (Box<InstallChildSa>, u32, Instant)>,
     /// Datagrams to send: (local, remote, bytes with the marker on 4500).
     pub outbox: Vec<ike_proto::ikev2::Transmit>,
@@ -959,12 +959,21 @@ impl IkeDriver {
                 );
                 self.retry.remove(&rule);
                 self.deactivated.remove(&rule);
-                if rekey && !inst.initiator {
-                    // Make-before-break without loss: the responder of a
-                    // rekey installs the new inbound SA now, but keeps
-                    // sending on the old SA until the initiator (which
-                    // installs both of its new SAs when it gets our
-                    // response) deletes the old child.
+                // Make-before-break without loss: the side that installs
+                // its new SAs first installs the new inbound SA now, but
+                // keeps sending on the old SA until the old child is
+                // deleted, by when the other side has its new inbound SA.
+                // IKEv2: the responder (the initiator installs both of its
+                // new SAs when it gets our response). IKEv1: the initiator
+                // (the responder installs after the third quick-mode
+                // message; the initiator deletes the old child after the
+                // overlap).
+                let first_to_install = if crate::v1::is_v1_child(inst.child) {
+                    inst.initiator
+                } else {
+                    !inst.initiator
+                };
+                if rekey && first_to_install {
                     self.kernel
                         .push(KernelWork::Install(inst.clone(), reqid, Dirs::Inbound));
                     self.deferred_out
