@@ -336,7 +336,27 @@ pub fn child_sas(
         out_sa = out_sa.encap(Encap::udp(e.local_port, e.remote_port));
         in_sa = in_sa.encap(Encap::udp(e.remote_port, e.local_port));
     }
+    if mode == Mode::Tunnel && carries_other_family(inst) {
+        // IPv4 in IPv6 or IPv6 in IPv4: without XFRM_STATE_AF_UNSPEC the
+        // kernel gives the SA's any-selector the outer family, and the
+        // inner packets of the other family find no SA.
+        out_sa.flags |= gatekey_xfrm::SaFlags::AF_UNSPEC;
+        in_sa.flags |= gatekey_xfrm::SaFlags::AF_UNSPEC;
+    }
     Ok((out_sa, in_sa))
+}
+
+/// Do the child's selectors name addresses of another family than its
+/// endpoints?
+fn carries_other_family(inst: &ike_proto::ikev2::InstallChildSa) -> bool {
+    let outer_v4 = inst.local.ip().is_ipv4();
+    inst.local_ts
+        .iter()
+        .chain(&inst.remote_ts)
+        .any(|t| match t {
+            ike_proto::wire::TrafficSelector::Range { start, .. } => start.is_ipv4() != outer_v4,
+            _ => false,
+        })
 }
 
 /// Policies for a child SA whose rule has no fail-closed policies: one per
@@ -399,6 +419,78 @@ pub fn child_policies(
 
 #[cfg(test)]
 mod tests {
+    fn install(
+        local: &str,
+        remote: &str,
+        ts: (&str, &str),
+        mode: ike_proto::ikev2::Mode,
+    ) -> ike_proto::ikev2::InstallChildSa {
+        use ike_proto::crypto::Secret;
+        use ike_proto::ikev2::{ChildId, IkeSaId, InstallChildSa, Lifetimes, SaKeys};
+        use ike_proto::wire::TrafficSelector;
+        let keys = |spi| SaKeys {
+            spi,
+            encr_key: Secret::from(vec![7u8; 36]),
+            integ_key: Secret::from(Vec::new()),
+        };
+        let sel = |a: &str| TrafficSelector::Range {
+            ip_protocol: 0,
+            start_port: 0,
+            end_port: 65535,
+            start: a.parse().unwrap(),
+            end: a.parse().unwrap(),
+        };
+        InstallChildSa {
+            ike_sa: IkeSaId(1),
+            child: ChildId(1),
+            name: "r".into(),
+            initiator: true,
+            local: format!("{local}:500").parse().unwrap(),
+            remote: format!("{remote}:500").parse().unwrap(),
+            mode,
+            encap: None,
+            encr: ike_proto::crypto::encr::EncrAlg::AesGcm16 { key_bits: 256 },
+            integ: None,
+            esn: false,
+            inbound: keys(0x1000),
+            outbound: keys(0x2000),
+            local_ts: vec![sel(ts.0)],
+            remote_ts: vec![sel(ts.1)],
+            lifetimes: Lifetimes::default(),
+            replaces: None,
+        }
+    }
+
+    #[test]
+    fn inter_family_tunnels_get_unspecified_selector_families() {
+        use gatekey_xfrm::SaFlags;
+        use ike_proto::ikev2::Mode;
+        let v4_in_v6 = install(
+            "[2001:db8::1]",
+            "[2001:db8::2]",
+            ("10.1.0.1", "10.2.0.1"),
+            Mode::Tunnel,
+        );
+        let (o, i) = super::child_sas(&v4_in_v6, 0x6b00_0001).unwrap();
+        assert!(o.flags.contains(SaFlags::AF_UNSPEC) && i.flags.contains(SaFlags::AF_UNSPEC));
+        let v6_in_v4 = install(
+            "192.0.2.1",
+            "192.0.2.2",
+            ("fd01::1", "fd02::1"),
+            Mode::Tunnel,
+        );
+        let (o, _) = super::child_sas(&v6_in_v4, 0x6b00_0001).unwrap();
+        assert!(o.flags.contains(SaFlags::AF_UNSPEC));
+        let same = install(
+            "192.0.2.1",
+            "192.0.2.2",
+            ("10.1.0.1", "10.2.0.1"),
+            Mode::Tunnel,
+        );
+        let (o, i) = super::child_sas(&same, 0x6b00_0001).unwrap();
+        assert!(!o.flags.contains(SaFlags::AF_UNSPEC) && !i.flags.contains(SaFlags::AF_UNSPEC));
+    }
+
     use super::*;
 
     fn p(s: &str) -> AddrSpec {
