@@ -172,6 +172,27 @@ fn scheme(alg: SignatureAlgorithm) -> Option<(SignatureScheme, Option<usize>)> {
     })
 }
 
+/// What to sign or verify, and how. ring signs messages, not precomputed
+/// hashes: a `Digest` is accepted only for `RSA_PKCS1_RAW` (IKEv1's
+/// HASH_I/HASH_R, padded without a DigestInfo), which the key ring's raw RSA
+/// operation performs.
+fn signing_input(
+    alg: SignatureAlgorithm,
+    input: SignInput,
+) -> Result<(SignatureScheme, Option<usize>, Vec<u8>), Status> {
+    match (alg, input) {
+        (SignatureAlgorithm::RsaPkcs1Raw, SignInput::Digest(d)) if (1..=64).contains(&d.len()) => {
+            Ok((SignatureScheme::RsaPkcs1Raw, None, d))
+        }
+        (SignatureAlgorithm::RsaPkcs1Raw, _) => Err(st(Rc::EINVAL, Rsn::BAD_ATTRIBUTE)),
+        (_, SignInput::Digest(_)) => Err(st(Rc::EOPNOTSUPP, Rsn::UNSUPPORTED_ALGORITHM)),
+        (alg, SignInput::Data(d)) => match scheme(alg) {
+            Some((scheme, fixed)) => Ok((scheme, fixed, d)),
+            None => Err(st(Rc::EOPNOTSUPP, Rsn::UNSUPPORTED_ALGORITHM)),
+        },
+    }
+}
+
 fn fits(kind: KeyKind, key: KeyAlgorithm) -> bool {
     matches!(
         (kind, key),
@@ -195,14 +216,7 @@ async fn sign(
     if !fits(s.algorithm.key_kind(), key) {
         return Err(st(Rc::EINVAL, Rsn::ALGORITHM_MISMATCH));
     }
-    // ring signs messages, not precomputed hashes, and has no SHA-1 signing.
-    let data = match s.input {
-        SignInput::Data(d) => d,
-        SignInput::Digest(_) => return Err(st(Rc::EOPNOTSUPP, Rsn::UNSUPPORTED_ALGORITHM)),
-    };
-    let Some((scheme, fixed)) = scheme(s.algorithm) else {
-        return Err(st(Rc::EOPNOTSUPP, Rsn::UNSUPPORTED_ALGORITHM));
-    };
+    let (scheme, fixed, data) = signing_input(s.algorithm, s.input)?;
     if scheme == SignatureScheme::RsaPkcs1Sha1 {
         return Err(st(Rc::EOPNOTSUPP, Rsn::UNSUPPORTED_ALGORITHM));
     }
@@ -270,13 +284,7 @@ async fn verify(
     corr: Correlator,
     v: nss_proto::VerifyRequest,
 ) -> Result<ResponseBody, Status> {
-    let data = match v.input {
-        SignInput::Data(d) => d,
-        SignInput::Digest(_) => return Err(st(Rc::EOPNOTSUPP, Rsn::UNSUPPORTED_ALGORITHM)),
-    };
-    let Some((scheme, fixed)) = scheme(v.algorithm) else {
-        return Err(st(Rc::EOPNOTSUPP, Rsn::UNSUPPORTED_ALGORITHM));
-    };
+    let (scheme, fixed, data) = signing_input(v.algorithm, v.input)?;
     let signature = match fixed {
         Some(_) => match sig::ecdsa_fixed_to_der(&v.signature) {
             Ok(s) => s,

@@ -223,11 +223,53 @@ async fn sign_and_verify_round_trips() {
             status: Status::new(Rc::EINVAL, Rsn::ALGORITHM_MISMATCH)
         }
     );
+    // IKEv1's raw RSA signature over HASH_I (a SHA-1 or SHA-256 sized digest).
+    for len in [20, 32] {
+        let digest = vec![0x5a; len];
+        let r = c
+            .sign(
+                None,
+                SignatureAlgorithm::RsaPkcs1Raw,
+                SignInput::Digest(digest.clone()),
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("RSA_PKCS1_RAW over {len} bytes: {e}"));
+        assert_eq!(r.signature.len(), 256);
+        verify_locally(
+            &env.a1s1_rsa2048.der,
+            SignatureScheme::RsaPkcs1Raw,
+            &digest,
+            &r.signature,
+        );
+        let verdict = |sig: Vec<u8>| {
+            c.verify(
+                SignatureAlgorithm::RsaPkcs1Raw,
+                SignInput::Digest(digest.clone()),
+                sig,
+                VerifySubject::Certificates(vec![env.a1s1_rsa2048.der.clone()]),
+                None,
+            )
+        };
+        assert_eq!(
+            verdict(r.signature.clone()).await.expect("verify").verdict,
+            Verdict::Valid
+        );
+        let mut bad = r.signature.clone();
+        if let Some(b) = bad.first_mut() {
+            *b ^= 0x40;
+        }
+        assert_eq!(
+            verdict(bad).await.expect("verify").verdict,
+            Verdict::BadSignature
+        );
+    }
+    // Other algorithms sign data only: ring hashes what it signs.
     let e = c
         .sign(
             None,
-            SignatureAlgorithm::RsaPkcs1Raw,
-            SignInput::Digest(vec![1; 20]),
+            SignatureAlgorithm::RsaPkcs1Sha256,
+            SignInput::Digest(vec![1; 32]),
             None,
         )
         .await
