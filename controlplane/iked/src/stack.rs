@@ -1035,24 +1035,11 @@ impl Stack {
         name: Option<&str>,
         tunnel_id: Option<&str>,
     ) -> TunnelOutcome {
-        let y = tunnel_id
-            .and_then(|t| t.strip_prefix(['Y', 'y']))
-            .and_then(|n| n.parse::<u32>().ok());
-        let out = |status, message: Option<String>| TunnelOutcome {
-            name: name.map(str::to_owned),
-            tunnel_id: tunnel_id.map(str::to_owned),
-            status,
-            message,
-        };
+        let out = outcome(name, tunnel_id);
         let Some(drv) = &mut self.ike else {
             return out(TunnelStatus::NotFound, None);
         };
-        let ids: Vec<ChildId> = drv
-            .children
-            .iter()
-            .filter(|(_, c)| y.is_none_or(|y| c.y == y) && name.is_none_or(|n| c.rule == n))
-            .map(|(id, _)| *id)
-            .collect();
+        let ids = drv.children_named(name, tunnel_id, true);
         if ids.is_empty() {
             return out(TunnelStatus::NotFound, None);
         }
@@ -1079,26 +1066,11 @@ impl Stack {
         name: Option<&str>,
         tunnel_id: Option<&str>,
     ) -> TunnelOutcome {
-        let y = tunnel_id
-            .and_then(|t| t.strip_prefix(['Y', 'y']))
-            .and_then(|n| n.parse::<u32>().ok());
-        let out = |status, message: Option<String>| TunnelOutcome {
-            name: name.map(str::to_owned),
-            tunnel_id: tunnel_id.map(str::to_owned),
-            status,
-            message,
-        };
+        let out = outcome(name, tunnel_id);
         let Some(drv) = &mut self.ike else {
             return out(TunnelStatus::NotFound, None);
         };
-        let ids: Vec<ChildId> = drv
-            .children
-            .iter()
-            .filter(|(_, c)| {
-                !c.expired && y.is_none_or(|y| c.y == y) && name.is_none_or(|n| c.rule == n)
-            })
-            .map(|(id, _)| *id)
-            .collect();
+        let ids = drv.children_named(name, tunnel_id, false);
         if ids.is_empty() {
             return out(TunnelStatus::NotFound, None);
         }
@@ -1118,15 +1090,8 @@ impl Stack {
         tunnel_id: Option<&str>,
         refresh: bool,
     ) -> TunnelOutcome {
-        let k = tunnel_id
-            .and_then(|t| t.strip_prefix(['K', 'k']))
-            .and_then(|n| n.parse::<u32>().ok());
-        let out = |status, message: Option<String>| TunnelOutcome {
-            name: name.map(str::to_owned),
-            tunnel_id: tunnel_id.map(str::to_owned),
-            status,
-            message,
-        };
+        let k = tunnel_number(tunnel_id, 'K');
+        let out = outcome(name, tunnel_id);
         let Some(drv) = &mut self.ike else {
             return out(TunnelStatus::NotFound, None);
         };
@@ -1462,3 +1427,45 @@ fn unplaced_ker(
     r
 }
 use std::time::Duration;
+
+/// The number of a tunnel ID `K<n>` or `Y<n>` (either case).
+fn tunnel_number(tunnel_id: Option<&str>, prefix: char) -> Option<u32> {
+    tunnel_id
+        .and_then(|t| t.strip_prefix([prefix.to_ascii_uppercase(), prefix.to_ascii_lowercase()]))
+        .and_then(|n| n.parse().ok())
+}
+
+/// A control request's answer, naming what it was asked about.
+fn outcome<'a>(
+    name: Option<&'a str>,
+    tunnel_id: Option<&'a str>,
+) -> impl Fn(TunnelStatus, Option<String>) -> TunnelOutcome + 'a {
+    move |status, message| TunnelOutcome {
+        name: name.map(str::to_owned),
+        tunnel_id: tunnel_id.map(str::to_owned),
+        status,
+        message,
+    }
+}
+
+impl crate::ike::IkeDriver {
+    /// The child SAs of tunnel `Y<n>` and/or LocalDynVpnRule `name` (all
+    /// of them when neither is given); expired ones only when asked.
+    fn children_named(
+        &self,
+        name: Option<&str>,
+        tunnel_id: Option<&str>,
+        with_expired: bool,
+    ) -> Vec<ChildId> {
+        let y = tunnel_number(tunnel_id, 'Y');
+        self.children
+            .iter()
+            .filter(|(_, c)| {
+                (with_expired || !c.expired)
+                    && y.is_none_or(|y| c.y == y)
+                    && name.is_none_or(|n| c.rule == n)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
