@@ -176,15 +176,46 @@ fn ip_payload(linktype: u32, frame: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// Classify one IP packet: (src, dst, kind, short description).
-pub fn classify(ip: &[u8]) -> Option<(IpAddr, IpAddr, Kind, String)> {
+/// Where an IP fragment belongs: its datagram (source, destination,
+/// protocol, identification) and whether it is the first fragment, the
+/// one that carries the transport header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fragment {
+    pub datagram: (IpAddr, IpAddr, u8, u32),
+    pub first: bool,
+}
+
+/// One classified IP packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub kind: Kind,
+    /// A short description.
+    pub what: String,
+    /// Set for fragments; a non-first fragment's kind is its datagram's.
+    pub fragment: Option<Fragment>,
+}
+
+/// Classify one IP packet.
+pub fn classify(ip: &[u8]) -> Option<Packet> {
     let version = ip.first()? >> 4;
+    let mut fragment = None;
     let (src, dst, mut proto, mut at) = match version {
         4 => {
             let ihl = usize::from(ip.first()? & 0x0f) * 4;
             let s: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
             let d: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-            (IpAddr::from(s), IpAddr::from(d), *ip.get(9)?, ihl)
+            let (src, dst, proto) = (IpAddr::from(s), IpAddr::from(d), *ip.get(9)?);
+            let flags_offset = be16(ip, 6)?;
+            let (more, offset) = (flags_offset & 0x2000 != 0, flags_offset & 0x1fff);
+            if more || offset != 0 {
+                fragment = Some(Fragment {
+                    datagram: (src, dst, proto, u32::from(be16(ip, 4)?)),
+                    first: offset == 0,
+                });
+            }
+            (src, dst, proto, ihl)
         }
         6 => {
             let s: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
@@ -205,11 +236,34 @@ pub fn classify(ip: &[u8]) -> Option<(IpAddr, IpAddr, Kind, String)> {
                 }
                 44 => {
                     proto = *ip.get(at)?;
+                    let offset = be16(ip, at + 2)? >> 3;
+                    let id = ip
+                        .get(at + 4..at + 8)?
+                        .try_into()
+                        .ok()
+                        .map(u32::from_be_bytes)?;
+                    fragment = Some(Fragment {
+                        datagram: (src, dst, proto, id),
+                        first: offset == 0,
+                    });
                     at += 8;
                 }
                 _ => break,
             }
         }
+    }
+    if fragment.is_some_and(|f| !f.first) {
+        return Some(Packet {
+            src,
+            dst,
+            kind: match proto {
+                50 => Kind::Esp,
+                51 => Kind::Ah,
+                _ => Kind::Clear,
+            },
+            what: format!("fragment of an IP protocol {proto} datagram {src} > {dst}"),
+            fragment,
+        });
     }
     let l4 = ip.get(at..).unwrap_or_default();
     let (kind, what) = match proto {
@@ -262,21 +316,49 @@ pub fn classify(ip: &[u8]) -> Option<(IpAddr, IpAddr, Kind, String)> {
         }
         p => (Kind::Clear, format!("IP protocol {p}")),
     };
-    Some((src, dst, kind, format!("{what} {src} > {dst}")))
+    Some(Packet {
+        src,
+        dst,
+        kind,
+        what: format!("{what} {src} > {dst}"),
+        fragment,
+    })
 }
 
 /// Analyse a capture for the traffic between `a` and `b`.
 pub fn analyse(data: &[u8], a: &Endpoint, b: &Endpoint) -> Result<Verdict, String> {
     let (linktype, frames) = read_pcap(data)?;
     let mut v = Verdict::default();
+    // First fragments' kinds: the later fragments of an IKE message or of
+    // ESP-in-UDP carry no UDP header and are what their first one was
+    // (a fragment seen before its first one stays cleartext).
+    let mut datagrams = std::collections::HashMap::new();
     for (i, f) in frames.iter().enumerate() {
         v.packets += 1;
         let Some(ip) = ip_payload(linktype, f) else {
             continue;
         };
-        let Some((src, dst, kind, what)) = classify(ip) else {
+        let Some(Packet {
+            src,
+            dst,
+            mut kind,
+            what,
+            fragment,
+        }) = classify(ip)
+        else {
             continue;
         };
+        match fragment {
+            Some(f) if f.first => {
+                datagrams.insert(f.datagram, kind);
+            }
+            Some(f) => {
+                if let Some(k) = datagrams.get(&f.datagram) {
+                    kind = *k;
+                }
+            }
+            None => {}
+        }
         let between = (a.contains(src) && b.contains(dst)) || (b.contains(src) && a.contains(dst));
         if !between {
             continue;
@@ -389,6 +471,50 @@ mod tests {
         assert!(
             why.contains("2 cleartext packet(s) between alice and bob (first: packet 2: ICMP type 0 echo reply 192.0.2.2 > 192.0.2.1)"),
             "{why}"
+        );
+    }
+
+    /// An IPv4 fragment: identification `id`, offset in 8-byte units, MF.
+    fn frag_v4(
+        src: [u8; 4],
+        dst: [u8; 4],
+        proto: u8,
+        id: u16,
+        offset: u16,
+        more: bool,
+        body: &[u8],
+    ) -> Vec<u8> {
+        let mut f = eth_v4(src, dst, proto, body);
+        let fo = offset | if more { 0x2000 } else { 0 };
+        f[14 + 4..14 + 6].copy_from_slice(&id.to_be_bytes());
+        f[14 + 6..14 + 8].copy_from_slice(&fo.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn later_fragments_are_what_their_first_was() {
+        let (a, b) = ends();
+        let data = pcap(&[
+            // A large IKE message in two fragments: both IKE.
+            frag_v4(A, B, 17, 7, 0, true, &udp(500, 500, &[1; 64])),
+            frag_v4(A, B, 17, 7, 9, false, &[2; 40]),
+            // A cleartext UDP datagram in two fragments: both clear.
+            frag_v4(B, A, 17, 8, 0, true, &udp(5000, 6000, &[3; 64])),
+            frag_v4(B, A, 17, 8, 9, false, &[4; 40]),
+            // A fragment whose first was never seen: clear.
+            frag_v4(A, B, 17, 9, 9, false, &[5; 40]),
+            // ESP fragments are ESP by their protocol.
+            frag_v4(A, B, 50, 10, 0, true, &[0; 64]),
+            frag_v4(A, B, 50, 10, 8, false, &[0; 16]),
+        ]);
+        let v = analyse(&data, &a, &b).unwrap_or_default();
+        assert_eq!((v.ike, v.clear, v.esp), (2, 3, 2));
+        assert!(
+            v.first_clear
+                .as_deref()
+                .is_some_and(|w| w.starts_with("packet 3: UDP 5000 > 6000")),
+            "{:?}",
+            v.first_clear
         );
     }
 
