@@ -69,6 +69,9 @@ pub struct IkeTunnel {
     pub remote: Option<SocketAddr>,
     /// NAT in front of us / the peer.
     pub nat: (bool, bool),
+    /// The address we started it to (initiator, before it is up): other
+    /// rules to the same peer join it instead of starting another IKE SA.
+    pub target: Option<IpAddr>,
 }
 
 /// One installed child SA pair.
@@ -658,6 +661,31 @@ impl IkeDriver {
             self.pending.insert(rule.name.clone(), (how, sa));
             return Ok(rec::TunnelStatus::StateUpdated);
         }
+        // An IKE SA to that peer being set up: wait for it (one IKE SA per
+        // peer; a second one's INITIAL_CONTACT would make the peer drop the
+        // first). The first child of the KeyExchangeRule is negotiated in
+        // its IKE_AUTH, any other one with CREATE_CHILD_SA once it is up.
+        let starting = self
+            .ike
+            .iter()
+            .find(|(_, t)| {
+                !t.up && t.initiator && t.rule == peer && t.target == Some(rule.remote_endpoint)
+            })
+            .map(|(id, t)| (*id, t.k));
+        if let Some((sa, k)) = starting {
+            if index != 0 {
+                self.pending
+                    .insert(format!("\u{0}{}", rule.name), (how, sa));
+            }
+            self.pending.insert(rule.name.clone(), (how, sa));
+            info!(
+                "EZD0933I IKE negotiation for LocalDynVpnRule {} with {} started ({}); it waits for IKE tunnel K{k} being set up",
+                rule.name,
+                rule.remote_endpoint,
+                how.display()
+            );
+            return Ok(rec::TunnelStatus::StateUpdated);
+        }
         let sa = self
             .endpoint
             .connect(
@@ -668,6 +696,9 @@ impl IkeDriver {
             )
             .map_err(|e| e.to_string())?;
         self.new_ike_tunnel(sa, &peer, true);
+        if let Some(t) = self.ike.get_mut(&sa) {
+            t.target = Some(rule.remote_endpoint);
+        }
         if index != 0 {
             // The first child is negotiated in IKE_AUTH; this one follows
             // once the IKE SA is up.
@@ -701,6 +732,7 @@ impl IkeDriver {
                 local: None,
                 remote: None,
                 nat: (false, false),
+                target: None,
             },
         );
         k

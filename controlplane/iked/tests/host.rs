@@ -840,3 +840,86 @@ fn ikev2_psk_between_two_iked_instances() {
     assert_eq!(y128.state.display(), "Active");
     drop((moon, sun));
 }
+
+/// `gw_policy` with a second LocalDynVpnRule `net-b` (10.1.1.0/24 ↔ 10.2.1.0/24
+/// from moon) to the same peer.
+fn two_rule_policy(me: &str, peer: &str, moon: bool) -> String {
+    let (mine, theirs, mine_b, theirs_b) = if moon {
+        ("10.1.0.0/24", "10.2.0.0/24", "10.1.1.0/24", "10.2.1.0/24")
+    } else {
+        ("10.2.0.0/24", "10.1.0.0/24", "10.2.1.0/24", "10.1.1.0/24")
+    };
+    let auto = if moon { "Yes" } else { "No" };
+    format!(
+        r#"{}
+LocalDynVpnRule net-b {{
+  IpSourceAddr {mine_b}
+  IpDestAddr {theirs_b}
+  LocalSecurityEndpoint {me}
+  RemoteSecurityEndpoint {peer}
+  IpDynVpnAction {{ IpDataOffer {{ HowToEncrypt AES_GCM_16 KeyLength 256 }} }}
+  AutoActivate {auto}
+}}
+"#,
+        gw_policy(me, peer, mine, theirs, moon)
+    )
+}
+
+/// Two AutoActivate rules to one peer: one IKE SA carries both children (the
+/// second waits for the IKE SA being set up, then CREATE_CHILD_SA), both keep
+/// ActivationMethod Auto, and no INITIAL_CONTACT drops anything on the responder.
+#[test]
+fn two_auto_activate_rules_share_one_ike_sa() {
+    require_root!();
+    let pair = Pair::new("two");
+    let (da, db) = (tempdir("twoa"), tempdir("twob"));
+    write_conf(
+        &da,
+        &pair.0,
+        &two_rule_policy("192.0.2.1", "192.0.2.2", true),
+    );
+    write_conf(
+        &db,
+        &pair.1,
+        &two_rule_policy("192.0.2.2", "192.0.2.1", false),
+    );
+    let sun = Iked::start(&db, &["--kernel", "recording"]);
+    let moon = Iked::start(&da, &["--kernel", "recording"]);
+    let (ta, tb) = (
+        Target::new(&pair.0.0).unwrap(),
+        Target::new(&pair.1.0).unwrap(),
+    );
+    let mut ca = Client::connect(da.join("ipsecmgmt")).unwrap();
+    let mut cb = Client::connect(db.join("ipsecmgmt")).unwrap();
+    let both = |c: &mut Client, t: &Target| {
+        let ys = dyn_tunnels(c, t);
+        (ys.len() == 2 && ys.iter().all(|y| y.state.display() == "Active")).then_some(ys)
+    };
+    let ya = wait_for("both tunnels on moon", || both(&mut ca, &ta));
+    let yb = wait_for("both tunnels on sun", || both(&mut cb, &tb));
+    let ka = ike_tunnels(&mut ca, &ta);
+    let kb = ike_tunnels(&mut cb, &tb);
+    assert_eq!(ka.len(), 1, "moon: {ka:?}\n{}", moon.log());
+    assert_eq!(kb.len(), 1, "sun: {kb:?}\n{}", sun.log());
+    assert_eq!(ka[0].initiator_spi, kb[0].initiator_spi);
+    let mut names: Vec<&str> = ya
+        .iter()
+        .map(|y| y.local_dyn_vpn_rule.as_deref().unwrap_or(""))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["net", "net-b"]);
+    for y in &ya {
+        assert_eq!(y.parent_ike_tunnel_id.as_deref(), Some("K1"), "{y:?}");
+        assert_eq!(y.generation, 1, "{y:?}");
+        assert_eq!(y.activation.map(|a| a.display()), Some("Auto"), "{y:?}");
+    }
+    for y in &yb {
+        assert_eq!(y.activation.map(|a| a.display()), Some("Remote"), "{y:?}");
+    }
+    let (ml, sl) = (moon.log(), sun.log());
+    assert_eq!(ml.matches("EZD0935I").count(), 1, "{ml}");
+    assert!(ml.contains("waits for IKE tunnel K1"), "{ml}");
+    assert!(!sl.contains("INITIAL_CONTACT: dropping"), "{sl}");
+    assert!(!sl.contains("EZD0938"), "{sl}");
+    drop((moon, sun));
+}
