@@ -786,6 +786,53 @@ fn nat_detected_switches_to_4500() {
     assert!(p.delivered >= before + 2);
 }
 
+/// Behind a NAT with the default timers (DPD 30 s, NAT keepalive 20 s): the initiator sends
+/// 1-byte keepalives every 20 s and no liveness check (empty INFORMATIONAL) before 30 s
+/// without anything from the peer; keepalives and liveness checks are separate timers.
+#[test]
+fn nat_keepalives_are_not_liveness_checks() {
+    let (mut a, b) = psk_peers("k", "k");
+    a.dpd_interval = Some(Duration::from_secs(30));
+    let mut p = Pair::new(Node::new("a", A_IP, vec![a]), Node::new("b", B_IP, vec![b]));
+    p.nat = true;
+    let up = p.now;
+    p.connect();
+    p.run_for(Duration::from_secs(1));
+    assert_tunnel(&p, 1);
+    p.run_for(Duration::from_secs(95));
+    let from_a: Vec<(Duration, &[u8])> = p
+        .sent
+        .iter()
+        .filter(|(at, t)| *at >= up && t.local.ip().to_string() == NAT_IP)
+        .map(|(at, t)| (*at - up, t.data.as_slice()))
+        .collect();
+    let keepalives: Vec<Duration> = from_a
+        .iter()
+        .filter(|(_, d)| *d == [0xff])
+        .map(|(at, _)| *at)
+        .collect();
+    let liveness: Vec<Duration> = from_a
+        .iter()
+        .filter_map(|(at, d)| {
+            let h = Header::peek(d.strip_prefix(&[0, 0, 0, 0][..])?)?;
+            (h.exchange == ike_proto::wire::ExchangeType::INFORMATIONAL && !h.flags.response())
+                .then_some(*at)
+        })
+        .collect();
+    assert_eq!(keepalives.len(), 4, "keepalives at {keepalives:?}");
+    for w in keepalives.windows(2) {
+        assert!(w[1] - w[0] >= Duration::from_secs(20), "{keepalives:?}");
+    }
+    assert!(
+        (1..=3).contains(&liveness.len()),
+        "liveness checks at {liveness:?}"
+    );
+    assert!(liveness[0] >= Duration::from_secs(30), "{liveness:?}");
+    for w in liveness.windows(2) {
+        assert!(w[1] - w[0] >= Duration::from_secs(30), "{liveness:?}");
+    }
+}
+
 #[test]
 fn traffic_selector_narrowing_and_unacceptable() {
     let (mut a, mut b) = psk_peers("k", "k");
