@@ -116,16 +116,22 @@ impl NmiHandler {
         if ok {
             Ok(user)
         } else {
+            // As for NSS clients (certsvc::authorize): racfRC 8 names the
+            // profile that decided, so the operator knows which to change.
+            let why = match &d {
+                Decision::Deny {
+                    profile: by,
+                    access,
+                } => {
+                    format!("racfRC 8 racfRsn 0 profile {by} grants {access}")
+                }
+                _ => "racfRC 4 racfRsn 0 (no profile)".to_owned(),
+            };
             nsslog!(
                 self.shared.logger,
                 level::VERBOSE,
                 "DBG0032I",
-                "ServauthCheck({user:<8},{profile}) rc 4 (DENY) racfRC {} racfRsn 0 (NMI caller uid {})",
-                if matches!(d, Decision::NoProfile) {
-                    4
-                } else {
-                    8
-                },
+                "ServauthCheck({user:<8},{profile}) rc 4 (DENY) {why} (NMI caller uid {})",
                 caller.uid
             );
             Err(Failure::not_authorized(profile))

@@ -461,7 +461,12 @@ async fn refresh_config_over_nmi() {
         }
         other => panic!("{other:?}"),
     }
-    slogs.wait_for(&["DBG0032I", &profile, "rc 4 (DENY)"]).await;
+    slogs
+        .wait_for(&[
+            "DBG0032I",
+            &format!("{profile}) rc 4 (DENY) racfRC 8 racfRsn 0 profile {profile} grants NONE (NMI caller uid 0)"),
+        ])
+        .await;
     client.shutdown().await;
     server.shutdown().await;
 }
