@@ -10,7 +10,7 @@ counts N active IKE SAs and N active child SAs. Afterwards `ipsec -k
 display` must show N SAs with RsaSignature and the expected
 CertificateService (NSS or Local). Prints `RESULT <mode> n=<N> secs=<s>
 per_s=<r>` and writes it to OUT/<mode>-<RUN>.txt."""
-import json, os, re, signal, subprocess, sys, time
+import json, os, re, shutil, signal, subprocess, sys, time
 
 mode, n, run, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 d = f"/run/ds-moon-{mode}"
@@ -57,6 +57,8 @@ got = len(re.findall(rf"CertificateService:\s+{want}\b", k))
 rsa = len(re.findall(r"LocalAuthenticationMethod:\s+RsaSignature", k))
 p.send_signal(signal.SIGTERM)
 p.wait()
+if mode == "local":
+    shutil.rmtree(d)  # no private key left for the next NSS run
 if got < n or rsa < n:
     raise SystemExit(f"{mode}: {got} SAs with CertificateService {want}, {rsa} with RsaSignature, of {n}:\n{k}")
 line = f"RESULT {mode} n={n} secs={secs:.3f} per_s={n / secs:.2f}"
