@@ -111,7 +111,7 @@ fn cargo_test() -> Result<TestRun> {
     let skip_log = dir.join(format!("skipped-{}.log", std::process::id()));
     fs::write(&skip_log, "").ctx(|| format!("creating {}", skip_log.display()))?;
     let mut c = util::cargo();
-    c.args(["test", "--workspace"])
+    c.args(["test", "--workspace", "--no-fail-fast"])
         .env(SKIP_LOG_ENV, &skip_log)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
