@@ -336,6 +336,12 @@ pub fn child_sas(
         out_sa = out_sa.encap(Encap::udp(e.local_port, e.remote_port));
         in_sa = in_sa.encap(Encap::udp(e.remote_port, e.local_port));
     }
+    if mode == Mode::Transport {
+        // The kernel checks a transport-mode SA's selector against the
+        // packets themselves: the two endpoints.
+        out_sa = out_sa.selector(Selector::hosts(l, r).map_err(|e| e.to_string())?);
+        in_sa = in_sa.selector(Selector::hosts(r, l).map_err(|e| e.to_string())?);
+    }
     if mode == Mode::Tunnel && carries_other_family(inst) {
         // IPv4 in IPv6 or IPv6 in IPv4: without XFRM_STATE_AF_UNSPEC the
         // kernel gives the SA's any-selector the outer family, and the
@@ -489,6 +495,36 @@ mod tests {
         );
         let (o, i) = super::child_sas(&same, 0x6b00_0001).unwrap();
         assert!(!o.flags.contains(SaFlags::AF_UNSPEC) && !i.flags.contains(SaFlags::AF_UNSPEC));
+    }
+
+    #[test]
+    fn transport_mode_sas_get_the_endpoints_as_selector() {
+        let t = install(
+            "192.0.2.1",
+            "192.0.2.2",
+            ("192.0.2.1", "192.0.2.2"),
+            ike_proto::ikev2::Mode::Transport,
+        );
+        let (o, i) = super::child_sas(&t, 0x6b00_0002).unwrap();
+        o.validate().unwrap();
+        i.validate().unwrap();
+        let host = |a: &str| gatekey_xfrm::IpPrefix::host(a.parse().unwrap());
+        assert_eq!(
+            (o.selector.src, o.selector.dst),
+            (host("192.0.2.1"), host("192.0.2.2"))
+        );
+        assert_eq!(
+            (i.selector.src, i.selector.dst),
+            (host("192.0.2.2"), host("192.0.2.1"))
+        );
+        let tunnel = install(
+            "192.0.2.1",
+            "192.0.2.2",
+            ("10.1.0.1", "10.2.0.1"),
+            ike_proto::ikev2::Mode::Tunnel,
+        );
+        let (o, _) = super::child_sas(&tunnel, 0x6b00_0002).unwrap();
+        o.validate().unwrap();
     }
 
     use super::*;
