@@ -5,80 +5,25 @@
 //! ESP SA use the recording kernel backend (`--kernel recording`); the
 //! fail-closed policies use the real kernel.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    reason = "test helpers: a failure is a test failure"
-)]
+#![expect(clippy::unwrap_used, reason = "test code: a failure is a test failure")]
 
-use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gatekey_nmi::records::{Selection, TunnelControl, TunnelRef, TunnelStatus};
 use gatekey_nmi::{Client, Request, Response, ReturnCode, Target};
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
+mod common;
 
-/// Reports a skipped test the way `cargo xtask test` collects it (docs/testing.md,
-/// "Skipped tests"): `GATEKEY-SKIP: <test>: <reason>` on stderr and appended to
-/// `$GATEKEY_SKIP_LOG`. The test's name is libtest's (the thread name) when there is one.
-fn report_skip(test: &str, why: &str) {
-    let thread = std::thread::current();
-    let name = thread.name().filter(|n| *n != "main").unwrap_or(test);
-    let line = format!("GATEKEY-SKIP: {}::{name}: {why}\n", env!("CARGO_PKG_NAME"));
-    eprint!("{line}");
-    if let Some(log) = std::env::var_os("GATEKEY_SKIP_LOG") {
-        use std::io::Write as _;
-        let _ = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .and_then(|mut f| f.write_all(line.as_bytes()));
-    }
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            if std::env::var_os("CI").is_some() {
-                panic!("host tests must run as root on CI");
-            }
-            report_skip(
-                module_path!(),
-                "this test needs root (network namespaces, XFRM, UDP 500)",
-            );
-            return;
-        }
-    };
-}
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::*;
 
 /// A fresh network namespace with a veth pair whose gk0 carries 192.0.2.1/24
 /// and 10.1.0.1/16, and a route to 10.2.0.0/16 through it.
-struct Ns(String);
-
 impl Ns {
-    fn new(tag: &str) -> Ns {
+    pub fn new(tag: &str) -> Ns {
         let name = format!("ikedt-{tag}-{}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         sh(&["ip", "netns", "add", &name]);
@@ -130,91 +75,6 @@ impl Ns {
     }
 }
 
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-struct Iked {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Iked {
-    fn start(dir: &Path, extra: &[&str]) -> Iked {
-        let log = dir.join(format!(
-            "iked-{}.log",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let sock = dir.join("ipsecmgmt");
-        let child = Command::new(env!("CARGO_BIN_EXE_iked"))
-            .arg("-f")
-            .arg(dir.join("iked.conf"))
-            .arg("--nmi-socket")
-            .arg(&sock)
-            .args(["--log-target", "stderr"])
-            .args(extra)
-            .stderr(std::fs::File::create(&log).unwrap())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let i = Iked { child, log };
-        i.wait_log("EZD0911I");
-        i
-    }
-
-    fn log(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
-    }
-
-    fn wait_log(&self, what: &str) -> String {
-        let t0 = Instant::now();
-        loop {
-            let l = self.log();
-            if l.contains(what) {
-                return l;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "no {what} in iked's log:\n{l}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        sh(&["kill", &format!("-{sig}"), &self.child.id().to_string()]);
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Iked {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("iked-host-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    d
-}
-
 const POLICY: &str = r#"
 KeyExchangeRule gw2 {
   RemoteSecurityEndpoint { Location 192.0.2.2 }
@@ -256,22 +116,6 @@ fn manual(c: &mut Client, t: &Target) -> Vec<gatekey_nmi::records::IpTunnelRecor
         .response
     {
         Response::IpTunnels(l) => l.records,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn control(
-    c: &mut Client,
-    t: &Target,
-    req: fn(TunnelControl) -> Request,
-    tr: TunnelRef,
-) -> TunnelStatus {
-    match c
-        .call(Some(t), &req(TunnelControl { tunnels: vec![tr] }))
-        .unwrap()
-        .response
-    {
-        Response::TunnelControl(r) => r.tunnels[0].status,
         other => panic!("{other:?}"),
     }
 }
@@ -542,35 +386,6 @@ fn fail_closed_policies_survive_kill_and_are_adopted_on_restart() {
     assert!(!dir.join("ipsecmgmt").exists());
 }
 
-/// Two namespaces joined by a veth pair: `a` has 192.0.2.1/24, `b` 192.0.2.2/24.
-struct Pair(Ns, Ns);
-
-impl Pair {
-    fn new(tag: &str) -> Pair {
-        let a = Ns::bare(&format!("{tag}a"));
-        let b = Ns::bare(&format!("{tag}b"));
-        sh(&[
-            "ip", "link", "add", "gka", "netns", &a.0, "type", "veth", "peer", "name", "gkb",
-            "netns", &b.0,
-        ]);
-        for (ns, dev, addr) in [(&a, "gka", "192.0.2.1/24"), (&b, "gkb", "192.0.2.2/24")] {
-            sh(&["ip", "-n", &ns.0, "addr", "add", addr, "dev", dev]);
-            sh(&["ip", "-n", &ns.0, "link", "set", dev, "up"]);
-        }
-        Pair(a, b)
-    }
-}
-
-impl Ns {
-    fn bare(tag: &str) -> Ns {
-        let name = format!("ikedt-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        sh(&["ip", "netns", "add", &name]);
-        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
-        Ns(name)
-    }
-}
-
 fn gw_policy(me: &str, peer: &str, mine: &str, theirs: &str, auto: bool) -> String {
     format!(
         r#"
@@ -591,42 +406,6 @@ LocalDynVpnRule net {{
 "#,
         if auto { "Yes" } else { "No" }
     )
-}
-
-fn dyn_tunnels(c: &mut Client, t: &Target) -> Vec<gatekey_nmi::records::IpTunnelRecord> {
-    match c
-        .call(Some(t), &Request::GetIpTunDynIke(Selection::default()))
-        .unwrap()
-        .response
-    {
-        Response::IpTunnels(l) => l.records,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn ike_tunnels(c: &mut Client, t: &Target) -> Vec<gatekey_nmi::records::IkeTunnelRecord> {
-    match c
-        .call(Some(t), &Request::GetIkeTun(Selection::default()))
-        .unwrap()
-        .response
-    {
-        Response::IkeTunnels(l) => l.records,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
