@@ -606,9 +606,10 @@ fn chain_of(label: String, chain: Vec<Vec<u8>>) -> Result<CertChain, String> {
 /// The engine's authentication settings for a signing KeyExchangeRule of
 /// an NSS Cert stack.
 pub fn auth_for(certs: &CertState, r: &KeyExchangeRule) -> Result<(LocalAuth, RemoteAuth), String> {
-    let placeholder = || {
-        // The negotiation fails at the first signature or verification
-        // with the reason (and the peer gets AUTHENTICATION_FAILED).
+    // Without a usable certificate from the NSS server the rule still
+    // negotiates, and fails at its first signature or verification with the
+    // server's reason (the peer gets AUTHENTICATION_FAILED).
+    let fails_at_signing = || {
         (
             LocalAuth::Signature {
                 certs: Vec::new(),
@@ -624,11 +625,11 @@ pub fn auth_for(certs: &CertState, r: &KeyExchangeRule) -> Result<(LocalAuth, Re
                 "{WAITING} (no connection to a network security server yet); it is used once the certificates arrive"
             ));
         }
-        CertState::Refused(_) => return Ok(placeholder()),
+        CertState::Refused(_) => return Ok(fails_at_signing()),
         CertState::Ready(c) => c,
     };
     let Some(Ok(chain)) = c.chains.get(&r.action.certificate_label) else {
-        return Ok(placeholder());
+        return Ok(fails_at_signing());
     };
     let mut v = ChainVerifier::new();
     let mut n = 0;
