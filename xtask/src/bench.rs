@@ -45,17 +45,7 @@ struct Bench {
 
 /// Benchmarks declared in the workspace's Cargo.toml files.
 fn from_metadata() -> Result<Vec<Bench>> {
-    let text = util::stdout_of(util::cargo().args([
-        "metadata",
-        "--format-version",
-        "1",
-        "--no-deps",
-        "--offline",
-    ]))
-    .or_else(|_| {
-        util::stdout_of(util::cargo().args(["metadata", "--format-version", "1", "--no-deps"]))
-    })?;
-    let meta: Value = serde_json::from_str(&text).ctx(|| "parsing `cargo metadata`")?;
+    let meta = util::workspace_metadata()?;
     let mut out = Vec::new();
     let packages = meta
         .get("packages")

@@ -87,17 +87,7 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         _ => return Err(fail!("usage: cargo xtask man [DIR]  (default: target/man)")),
     };
-    let text = util::stdout_of(util::cargo().args([
-        "metadata",
-        "--format-version",
-        "1",
-        "--no-deps",
-        "--offline",
-    ]))
-    .or_else(|_| {
-        util::stdout_of(util::cargo().args(["metadata", "--format-version", "1", "--no-deps"]))
-    })?;
-    let meta: Value = serde_json::from_str(&text).ctx(|| "parsing `cargo metadata`")?;
+    let meta = util::workspace_metadata()?;
     let (gens, missing) = discover(&meta);
     if gens.is_empty() {
         return Err(fail!(

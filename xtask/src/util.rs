@@ -257,6 +257,15 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
         .is_some_and(|rest| rest.iter().all(|&c| c == '*'))
 }
 
+/// `cargo metadata` for the workspace's own packages (offline first, so it
+/// works without the network when the lock file is complete).
+pub fn workspace_metadata() -> Result<serde_json::Value> {
+    let args = ["metadata", "--format-version", "1", "--no-deps"];
+    let text = stdout_of(cargo().args(args).arg("--offline"))
+        .or_else(|_| stdout_of(cargo().args(args)))?;
+    serde_json::from_str(&text).ctx(|| "parsing `cargo metadata`")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
