@@ -25,6 +25,8 @@ pub mod nmi;
 pub mod nss;
 pub mod stack;
 pub mod sys;
+#[cfg(test)]
+mod testutil;
 pub mod v1;
 pub mod xlate;
 
