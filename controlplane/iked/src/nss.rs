@@ -331,6 +331,18 @@ fn start(stack: &Stack, ike: &IkeConfig, system_name: &str, w: &Wiring) -> Optio
             }
         };
     cfg.request_timeout = (cfg.wait_limit * cfg.wait_retries).max(MIN_REQUEST_WAIT);
+    // The connection goes over the stack's own network: its socket is made
+    // inside the stack's namespace.
+    let netns = stack.netns.clone();
+    cfg.socket_factory = Some(Arc::new(move |server: std::net::SocketAddr| {
+        netns.run(|| {
+            if server.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }
+        })
+    }));
     let client_name = cfg.client_name.clone();
     let mgmt_selected = nss.has_service(ServiceType::RemoteMgmt);
     let cert_selected = cfg.services.contains(Services::CERT);

@@ -702,3 +702,61 @@ fn two_auto_activate_rules_share_one_ike_sa() {
     assert!(!sl.contains("EZD0938"), "{sl}");
     drop((moon, sun));
 }
+
+/// A stack's NSS client reaches the NSS server over the stack's own network:
+/// iked runs in the test's namespace (no route to 192.0.2.2) and serves the
+/// stack of namespace a; the server address is only reachable from there. A
+/// TCP listener in namespace b stands in for nssd and must see the
+/// connection come from the stack's address.
+#[test]
+fn nss_client_connects_over_its_stacks_network() {
+    require_root!();
+    let pair = Pair::new("nssn");
+    let ns_b = std::fs::File::open(format!("/run/netns/{}", pair.1.0)).unwrap();
+    let listener = std::thread::spawn(move || {
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&ns_b),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .unwrap();
+        std::net::TcpListener::bind("192.0.2.2:4159").unwrap()
+    })
+    .join()
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((conn, peer)) = listener.accept() {
+            let _ = tx.send(peer);
+            drop(conn);
+        }
+    });
+    let d = tempdir("nssn");
+    std::fs::write(
+        d.join("iked.conf"),
+        format!(
+            "IkeConfig {{ SystemName GWT NoKeyRing NetworkSecurityServer 192.0.2.2 Port 4159 \
+             NssWaitLimit 1 NssWaitRetries 1 }}\n\
+             NssStackConfig {a} {{ ServiceType Cert UserId GW AuthBy Password Password pw }}\n\
+             StackConfig {a} {{ PolicyFile p.conf }}\n",
+            a = pair.0.0
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("p.conf"),
+        gw_policy(
+            "192.0.2.1",
+            "192.0.2.2",
+            "10.1.0.0/24",
+            "10.2.0.0/24",
+            false,
+        ),
+    )
+    .unwrap();
+    let iked = Iked::start(&d, &["--kernel", "recording"]);
+    let peer = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("no connection to the NSS server's address:\n{}", iked.log()));
+    assert_eq!(peer.ip().to_string(), "192.0.2.1", "{}", iked.log());
+    drop(iked);
+}

@@ -74,6 +74,13 @@ pub type MgmtHandler = Arc<
 /// Receives every log line the client emits (tests).
 pub type LogHook = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Makes the (unconnected) TCP socket of a connection attempt to the given
+/// server: iked creates it inside the stack's network namespace, so that
+/// each stack reaches its NSS server over its own network. The client
+/// connects it.
+pub type SocketFactory =
+    Arc<dyn Fn(SocketAddr) -> std::io::Result<tokio::net::TcpSocket> + Send + Sync>;
+
 /// How the user ID is authenticated.
 #[derive(Clone)]
 pub enum Credentials {
@@ -170,6 +177,9 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Receives every log line (tests).
     pub log_hook: Option<LogHook>,
+    /// Makes the connection sockets; `None`: sockets of the calling
+    /// process's network namespace.
+    pub socket_factory: Option<SocketFactory>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -215,6 +225,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             log_hook: None,
+            socket_factory: None,
         }
     }
 

@@ -181,9 +181,14 @@ pub(crate) async fn establish(
     epoch: u64,
     verifier_failure: &(dyn Fn() -> Option<String> + Sync),
 ) -> Result<Arc<Session>, ConnectFailure> {
-    let tcp = TcpStream::connect(server)
-        .await
-        .map_err(|e| ConnectFailure::Unreachable(e.to_string()))?;
+    let tcp = match &shared.config.socket_factory {
+        Some(make) => match make(server) {
+            Ok(socket) => socket.connect(server).await,
+            Err(e) => Err(e),
+        },
+        None => TcpStream::connect(server).await,
+    }
+    .map_err(|e| ConnectFailure::Unreachable(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let local = tcp
         .local_addr()
