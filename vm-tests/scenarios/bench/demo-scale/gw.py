@@ -1,106 +1,128 @@
-#!/usr/bin/env python3
-"""Write one gateway's iked configuration for the demo-scale benchmark.
+"""Configuration of the demo-scale benchmark's gateways (imported by bench.py).
 
-Usage:  gw.py moon|sun nss|local N DIR
+Two iked processes run in the guest's root file system:
+  moon  one iked serving K stacks moon1..moonK (network namespaces, hosts of
+        the scenario's topology); stack s initiates M IKEv2 SAs, one from each
+        of its M extra addresses, to sun (192.0.2.2), each with one
+        tunnel-mode child SA (tunnel t: 10.1.t.0/24 <-> 10.2.t.0/24)
+  sun   one iked serving the stack sun; one KeyExchangeRule answers all K*M
+Every tunnel needs one RSA signature from each side. In both modes the
+proposal is the demo's (IKE AES-GCM-256, PRF SHA-256, P-256; ESP AES-GCM-128):
+  nss    the signatures and certificates come from the NSS server vault
+         (examples/demo: user MOON by PassTicket, SUN by password); each
+         stack is an NSS client of its own; the key ring (DIR/keyring)
+         holds the CA certificate only
+  local  the certificate and private key come from iked's own key ring
+         (IkeConfig KeyRing DIR/keyring)
+No filter profile: the filter is not what this benchmark measures.
 
-moon initiates N IKEv2 SAs, one from each of 192.0.2.101..(100+N), to sun
-(192.0.2.2), each with one tunnel-mode child SA (tunnel i: 10.1.i.0/24 <->
-10.2.i.0/24, the demo's shape); sun answers all of them with one
-KeyExchangeRule. Both authenticate with RSA signatures:
-  nss    the signature and the certificate come from the NSS server vault
-         (examples/demo: user MOON by PassTicket, SUN by password); the
-         gateway's key ring (DIR/keyring) holds the CA certificate only
-  local  the certificate and private key come from the gateway's own key
-         ring (IkeConfig KeyRing DIR/keyring)
-Key rings and the PassTicket key are copied from examples/demo. No filter
-profile: the demo's default IP filter policy would only let 192.0.2.1 talk
-IKE, and the filter is not what this benchmark measures.
-Same proposal in both modes (the demo's: AES-GCM-256, P-256, AES-GCM-128 ESP).
+moon's stacks start with the first KeyExchangeRule alone (DIR/p-STACK.conf,
+no tunnel), so that iked fetches the certificate from the NSS server (or
+loads it from its key ring) before the clock starts; the full policy is
+DIR/policy-STACK.conf, which the driver moves in place before the SIGHUP
+that starts the clock."""
+import os
 
-For moon the policy goes to DIR/policy.conf (bench.py swaps it in when the
-measurement starts); DIR/p.conf starts with the first KeyExchangeRule only
-(no tunnel), so that iked fetches its certificate from the NSS server (or
-loads it from its key ring) before the clock starts: a refresh that adds the
-first signing rule makes iked fetch the certificate then, and tunnels
-activated before it arrives fail. For sun DIR/p.conf is the policy."""
-import os, sys
-
-host, mode, n, d = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-assert host in ("moon", "sun") and mode in ("nss", "local")
-PKI = os.path.join(os.environ["WORKSPACE"], "examples/demo/pki")
 SUN = "192.0.2.2"
 OFFER = ("KeyExchangeOffer { HowToEncrypt AES_GCM_16 KeyLength 256 "
          "PseudoRandomFunction HMAC_SHA2_256 DHGroup Group19 }")
-os.umask(0o077)
-os.makedirs(d, exist_ok=True)
+DATA = "IpDataOffer { HowToEncrypt AES_GCM_16 KeyLength 128 }"
 
-def write(name, text):
+
+def pki():
+    return os.path.join(os.environ["WORKSPACE"], "examples/demo/pki")
+
+
+def moon_stacks(k):
+    return [f"moon{s + 1}" for s in range(k)]
+
+
+def tunnel_addr(t):
+    """moon's address for tunnel t (0-based, across all stacks)."""
+    return f"192.0.2.{101 + t}"
+
+
+def _write(d, name, text):
     with open(os.path.join(d, name), "w") as f:
         f.write(text)
 
-def keyring(files, conf):
+
+def _keyring(d, files, conf):
     k = os.path.join(d, "keyring")
     os.makedirs(k, mode=0o700, exist_ok=True)
     for f in files:
-        with open(os.path.join(PKI, f), "rb") as src, open(os.path.join(k, f), "wb") as dst:
+        with open(os.path.join(pki(), f), "rb") as src, open(os.path.join(k, f), "wb") as dst:
             dst.write(src.read())
-    with open(os.path.join(k, "keyring.conf"), "w") as f:
-        f.write(conf)
+    _write(k, "keyring.conf", conf)
     return k
 
-if mode == "nss":
-    k = keyring(["ca.pem"], "Certificate DEMOCA { Usage CertAuth File ca.pem }\n")
-    with open(os.path.join(PKI, "../moon/nss-passticket.key"), "rb") as src:
-        write("nss-passticket.key", src.read().decode())
-    nss = {
-        "moon": f"UserId MOON AuthBy PassTicket PassTicketKeyFile {d}/nss-passticket.key",
-        "sun": "UserId SUN AuthBy Password Password sun-demo-password",
-    }[host]
-    ike = f"""IkeConfig
+
+def _iked_conf(gw, mode, d, stacks):
+    """iked.conf for gateway gw (moon|sun) serving `stacks`."""
+    if mode == "nss":
+        k = _keyring(d, ["ca.pem"], "Certificate DEMOCA { Usage CertAuth File ca.pem }\n")
+        if gw == "moon":
+            with open(os.path.join(pki(), "../moon/nss-passticket.key"), "rb") as src:
+                _write(d, "nss-passticket.key", src.read().decode())
+            auth = f"UserId MOON AuthBy PassTicket PassTicketKeyFile {d}/nss-passticket.key"
+        else:
+            auth = "UserId SUN AuthBy Password Password sun-demo-password"
+        conf = f"""IkeConfig
 {{
   NetworkSecurityServer 192.0.2.10 Port 4159 Identity Fqdn vault.example.net
   NssWaitLimit 3
   NssWaitRetries 2
   KeyRing {k}   # the CA certificate only
 }}
-NssStackConfig default {{ ServiceType Cert {nss} }}
 """
-    label, ca = "", ""
-else:
-    k = keyring([f"{host}.pem", f"{host}.key", "ca.pem"],
-                f"Certificate {host} {{ Usage Personal File {host}.pem Key {host}.key Default }}\n"
-                "Certificate CA { Usage CertAuth File ca.pem }\n")
-    ike = f"IkeConfig {{ KeyRing {k} }}\n"
-    label, ca = f"CertificateLabel {host}", "CaLabel CA"
-write("iked.conf", ike + "StackConfig default { PolicyFile p.conf }\n")
+        for s in stacks:
+            conf += f"NssStackConfig {s} {{ ServiceType Cert ClientName {s.upper()} {auth} }}\n"
+    else:
+        k = _keyring(d, [f"{gw}.pem", f"{gw}.key", "ca.pem"],
+                     f"Certificate {gw} {{ Usage Personal File {gw}.pem Key {gw}.key Default }}\n"
+                     "Certificate CA { Usage CertAuth File ca.pem }\n")
+        conf = f"IkeConfig {{ KeyRing {k} }}\n"
+    for s in stacks:
+        conf += f"StackConfig {s} {{ PolicyFile p-{s}.conf }}\n"
+    _write(d, "iked.conf", conf)
 
-def moon_policy(count, tunnels=True):
+
+def _auth(gw, mode):
+    """(HowToAuthMe label, RemoteSecurityEndpoint CA) for the mode."""
+    if mode == "nss":
+        return "", ""
+    return f"CertificateLabel {gw}", "CaLabel CA"
+
+
+def _moon_policy(mode, first, count, tunnels=True):
+    label, ca = _auth("moon", mode)
     parts = []
-    for i in range(count):
-        a = f"192.0.2.{101 + i}"
-        parts.append(f"""KeyExchangeRule k{i}
+    for t in range(first, first + count):
+        a = tunnel_addr(t)
+        parts.append(f"""KeyExchangeRule k{t}
 {{
   LocalSecurityEndpoint  {{ Identity Fqdn moon.example.net Location {a} }}
   RemoteSecurityEndpoint {{ Identity Fqdn sun.example.net Location {SUN} {ca} }}
   KeyExchangeAction {{ DpdInterval 0 HowToAuthMe RsaSignature {label} {OFFER} }}
 }}
 """)
-        if not tunnels:
-            continue
-        parts.append(f"""LocalDynVpnRule r{i}
+        if tunnels:
+            parts.append(f"""LocalDynVpnRule r{t}
 {{
-  IpSourceAddr 10.1.{i}.0/24
-  IpDestAddr 10.2.{i}.0/24
+  IpSourceAddr 10.1.{t}.0/24
+  IpDestAddr 10.2.{t}.0/24
   LocalSecurityEndpoint {a}
   RemoteSecurityEndpoint {SUN}
-  IpDynVpnAction {{ IpDataOffer {{ HowToEncrypt AES_GCM_16 KeyLength 128 }} }}
+  IpDynVpnAction {{ {DATA} }}
   AutoActivate Yes
   OnDemand No
 }}
 """)
     return "".join(parts)
 
-def sun_policy():
+
+def _sun_policy(mode, n):
+    label, ca = _auth("sun", mode)
     parts = [f"""KeyExchangeRule moons
 {{
   LocalSecurityEndpoint  {{ Identity Fqdn sun.example.net Location {SUN} }}
@@ -108,15 +130,23 @@ def sun_policy():
   KeyExchangeAction {{ DpdInterval 0 HowToAuthMe RsaSignature {label} {OFFER} }}
 }}
 """]
-    for i in range(n):
-        a = f"192.0.2.{101 + i}"
-        parts.append(f"LocalDynVpnRule r{i} {{ IpSourceAddr 10.2.{i}.0/24 IpDestAddr 10.1.{i}.0/24\n"
-                     f"  LocalSecurityEndpoint {SUN} RemoteSecurityEndpoint {a} OnDemand No\n"
-                     "  IpDynVpnAction { IpDataOffer { HowToEncrypt AES_GCM_16 KeyLength 128 } } }\n")
+    for t in range(n):
+        parts.append(f"LocalDynVpnRule r{t} {{ IpSourceAddr 10.2.{t}.0/24 IpDestAddr 10.1.{t}.0/24\n"
+                     f"  LocalSecurityEndpoint {SUN} RemoteSecurityEndpoint {tunnel_addr(t)} OnDemand No\n"
+                     f"  IpDynVpnAction {{ {DATA} }} }}\n")
     return "".join(parts)
 
-if host == "moon":
-    write("policy.conf", moon_policy(n))
-    write("p.conf", moon_policy(1, tunnels=False))
-else:
-    write("p.conf", sun_policy())
+
+def write_moon(mode, k, m, d):
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    stacks = moon_stacks(k)
+    _iked_conf("moon", mode, d, stacks)
+    for i, s in enumerate(stacks):
+        _write(d, f"p-{s}.conf", _moon_policy(mode, i * m, 1, tunnels=False))
+        _write(d, f"policy-{s}.conf", _moon_policy(mode, i * m, m))
+
+
+def write_sun(mode, n, d):
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    _iked_conf("sun", mode, d, ["sun"])
+    _write(d, "p-sun.conf", _sun_policy(mode, n))
