@@ -56,6 +56,8 @@
 //! - [`model`]: the linear reference model the tests compare against.
 //! - [`logread`]: log events → operator messages (`EZD0814I` …).
 //! - [`marker`]: the per-stack active-set marker file.
+//! - [`cli`]: the `gatekey-filter` command line (also read by the example
+//!   `gatekey-filter-gen`, which writes the man page `gatekey-filter.8`).
 //! - [`netns`], [`testnet`]: stacks (network namespaces), and throw-away
 //!   namespaces for tests and benchmarks.
 //!
@@ -64,6 +66,7 @@
 //! `gatekey-filter` binary); must not depend on any binary crate, iked, or
 //! the NMI and NSS crates.
 
+pub mod cli;
 pub mod compile;
 pub mod dataplane;
 mod error;

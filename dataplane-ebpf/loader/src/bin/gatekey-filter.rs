@@ -14,10 +14,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use clap::{Parser, Subcommand};
+use clap::Parser as _;
 use gatekey_config::filter::{
     AddrRange, Direction, FilterAction, FilterRule, L4Match, LogMode, Routing,
 };
+use gatekey_dataplane::cli::{Cli, Cmd};
 use gatekey_dataplane::compile::{Dir, DynamicFilter, SaMatch, compile};
 use gatekey_dataplane::dataplane::{Dataplane, Options, SetId};
 use gatekey_dataplane::logread::LogReader;
@@ -32,119 +33,6 @@ mod msg {
     pub const NOT_LOADED: &str = "EZD0827E";
     pub const NOTICE: &str = "EZD0828I";
     pub const UNLOADED: &str = "EZD0829I";
-}
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "gatekey-filter",
-    version,
-    about = "Load, inspect and switch a stack's eBPF IP filter (default IP filter policy)"
-)]
-struct Cli {
-    /// The stack: a network namespace name (`/run/netns/NAME`); `default` =
-    /// the namespace this command runs in.
-    #[arg(long, short = 'p', global = true, default_value = "default")]
-    stack: String,
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Debug, Subcommand)]
-enum Cmd {
-    /// Load (or replace) the default set from the profile, attach to the
-    /// stack's interfaces and pin everything.
-    Load {
-        /// The profile file (default: ProfileFile of the stack's StackConfig
-        /// in iked.conf, else /etc/security/ipsec-profile[.<stack>].conf).
-        #[arg(long)]
-        profile: Option<PathBuf>,
-        /// iked.conf to read StackConfig from (default: $IKED_FILE, else
-        /// /etc/security/iked.conf if it exists).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Attach to these interfaces only (repeatable; default: all but
-        /// loopback, or the StackConfig's Interface list).
-        #[arg(long = "interface", short = 'i')]
-        interfaces: Vec<String>,
-        /// Security class of an interface, `IF=N` (repeatable).
-        #[arg(long = "secclass", value_parser = parse_secclass)]
-        secclass: Vec<(String, u32)>,
-        /// Lookup classes per table slot (only when the maps are created).
-        #[arg(long, default_value_t = gatekey_dataplane::dataplane::DEFAULT_CLASSES_PER_SLOT)]
-        classes: u32,
-        /// Log events per second per CPU (0 = unlimited).
-        #[arg(long, default_value_t = 100)]
-        log_rate: u32,
-    },
-    /// Load (or replace) the policy set from an IPsec policy file, with
-    /// optional dynamic filters; it becomes active unless the marker file
-    /// says `default`. (iked does this itself; this is for tests and
-    /// recovery.)
-    Policy {
-        /// The IPsec policy file.
-        #[arg(long)]
-        policy: PathBuf,
-        /// A dynamic filter: `ANCHOR,src=A,dst=B,reqid=N[,spi=N][,proto=P]`
-        /// (addresses as a, a/len or a-b; repeatable).
-        #[arg(long = "dynamic")]
-        dynamic: Vec<String>,
-    },
-    /// Make a set active and record it in the marker file (`ipsec -f
-    /// default` / `-f reload`).
-    Switch {
-        /// `default` or `policy`.
-        set: String,
-    },
-    /// Show the active set, per-filter counters and statistics.
-    Show {
-        /// JSON output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Traffic test: which filters match a packet (`ipsec -t` semantics).
-    Test {
-        /// Evaluate this policy file instead of the profile.
-        #[arg(long)]
-        policy: Option<PathBuf>,
-        /// The profile (default as for `load`).
-        #[arg(long)]
-        profile: Option<PathBuf>,
-        /// iked.conf for the StackConfig.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// `src dst proto [sport dport] [in|out] [secclass]`.
-        args: Vec<String>,
-    },
-    /// Write filter log events to syslog (local4) until stopped.
-    Log {
-        /// Log to standard error instead of syslog.
-        #[arg(long)]
-        stderr: bool,
-    },
-    /// Attach the loaded filter to interfaces that appear later (checks every
-    /// `--interval` seconds; runs until stopped).
-    Watch {
-        /// Seconds between checks.
-        #[arg(long, default_value_t = 1)]
-        interval: u64,
-        /// Security class of an interface, `IF=N` (repeatable).
-        #[arg(long = "secclass", value_parser = parse_secclass)]
-        secclass: Vec<(String, u32)>,
-    },
-    /// Detach and remove everything pinned for the stack (the stack is then
-    /// unfiltered).
-    Unload,
-}
-
-fn parse_secclass(s: &str) -> Result<(String, u32), String> {
-    let (i, n) = s.split_once('=').ok_or("expected IF=N")?;
-    let n: u32 = n
-        .parse()
-        .map_err(|_| format!("'{n}' is not a number 0-255"))?;
-    if n > 255 {
-        return Err(format!("security class {n} is not 0-255"));
-    }
-    Ok((i.to_owned(), n))
 }
 
 fn main() -> ExitCode {
