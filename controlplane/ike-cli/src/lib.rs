@@ -18,7 +18,10 @@
 //! unless `IKE_IKED_SOCKET` or `IPSEC_IKED_SOCKET` names another. `list verbose` prints the
 //! fields of the AIX output, labels included (even AIX's "Remote Portocol").
 //!
-//! Depends on `gatekey-nmi` alone, like `ipsec`.
+//! The man page `ike.1` (example `ike-gen`, run by `cargo xtask man`) is written from
+//! [`USAGE`], [`PARAMETERS`], [`exit`] and [`SOCKET_ENV`], the same items the command uses.
+//!
+//! Depends on `gatekey-nmi` alone, like `ipsec` (clap_mangen only for the example).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -45,12 +48,84 @@ pub mod exit {
     pub const PROTOCOL: i32 = 7;
 }
 
-const USAGE: &str = "usage: ike cmd=activate [phase=1|2] [numlist=RULE|N[,…]] [remid=ID] [ipaddr=[SRC,]DST] [stack=NAME]
+/// The usage text `ike --help` (and any bad command line) prints; also the
+/// SYNOPSIS of the man page `ike.1` (example `ike-gen`, `cargo xtask man`).
+pub const USAGE: &str = "usage: ike cmd=activate [phase=1|2] [numlist=RULE|N[,…]] [remid=ID] [ipaddr=[SRC,]DST] [stack=NAME]
        ike cmd=list [phase=1|2|1+2] [numlist=N[,…]] [verbose] [stack=NAME]
        ike cmd=remove [phase=1|2|1+2] numlist=N[,…]|all [stack=NAME]
        ike cmd=log
 Phase 1 tunnel N is gatekey's K<N>, phase 2 tunnel N is Y<N>; RULE names a LocalDynVpnRule
 (phase 2) or, with phase=1, a KeyExchangeRule.";
+
+/// One command-line parameter of `ike`, as the man page `ike.1` describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param {
+    /// How it is written (`phase=1|2|1+2`).
+    pub syntax: &'static str,
+    /// Another spelling [`parse`] accepts for it, if any.
+    pub alias: Option<&'static str>,
+    /// What it does.
+    pub help: &'static str,
+}
+
+/// Every parameter [`parse`] accepts (the tests hold the two together), for the man page.
+pub const PARAMETERS: &[Param] = &[
+    Param {
+        syntax: "cmd=activate|list|remove|log",
+        alias: None,
+        help: "The action (required). activate starts tunnels, or renegotiates existing ones; \
+               list shows them; remove stops them; log tells where IKE logging is set \
+               (IkeSyslogLevel in iked.conf, syslog facility local4).",
+    },
+    Param {
+        syntax: "phase=1|2|1+2",
+        alias: None,
+        help: "Which tunnels: 1 = key management (the IKE SA; phase 1 tunnel N is gatekey's K<N> \
+               in ipsec -k display), 2 = data management (the IPsec SAs; phase 2 tunnel N is \
+               Y<N> in ipsec -y display), 1+2 = both (the default). With cmd=activate, phase=1 \
+               makes numlist= name KeyExchangeRules and phase 1 tunnel numbers.",
+    },
+    Param {
+        syntax: "numlist=RULE|N[,…]",
+        alias: Some("tid=RULE|N[,…]"),
+        help: "Tunnels, comma-separated. A number N is an existing tunnel (cmd=activate \
+               renegotiates it, cmd=remove stops it, cmd=list shows only it); a name (cmd=activate \
+               only) is a LocalDynVpnRule, or with phase=1 a KeyExchangeRule, to start a tunnel \
+               from; all in the list stands for every tunnel (cmd=remove).",
+    },
+    Param {
+        syntax: "all",
+        alias: None,
+        help: "With cmd=remove: every tunnel of the chosen phases, phase 2 tunnels first.",
+    },
+    Param {
+        syntax: "remid=ID",
+        alias: None,
+        help: "With cmd=activate: start a phase 1 tunnel to the peer with this IKE identity.",
+    },
+    Param {
+        syntax: "ipaddr=[SRC,]DST",
+        alias: None,
+        help: "With cmd=activate: start a phase 1 tunnel to the peer at address DST (SRC is only \
+               checked to be an IP address).",
+    },
+    Param {
+        syntax: "verbose",
+        alias: None,
+        help: "With cmd=list: one block per tunnel with the fields and labels of AIX's output, \
+               instead of the lists of tunnel numbers.",
+    },
+    Param {
+        syntax: "stack=NAME",
+        alias: Some("-p NAME"),
+        help: "The stack (network namespace name) whose tunnels to act on; default: iked's \
+               default stack.",
+    },
+];
+
+/// Environment variables naming iked's NMI socket, the first set one wins (default
+/// [`IKED_SOCKET`]).
+pub const SOCKET_ENV: [&str; 2] = ["IKE_IKED_SOCKET", "IPSEC_IKED_SOCKET"];
 
 /// The subcommand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -701,7 +776,7 @@ pub fn list_plain(p1: Option<&[IkeTunnelRecord]>, p2: Option<&[IpTunnelRecord]>)
 }
 
 fn socket_path() -> OsString {
-    ["IKE_IKED_SOCKET", "IPSEC_IKED_SOCKET"]
+    SOCKET_ENV
         .iter()
         .find_map(|v| std::env::var_os(v).filter(|v| !v.is_empty()))
         .unwrap_or_else(|| IKED_SOCKET.into())
@@ -920,6 +995,53 @@ mod tests {
         let c = p("CMD=LIST verbose phase=1 -p gw").unwrap_or_else(|e| panic!("{e}"));
         assert!(c.verbose && c.phase == Phase::One && c.stack.as_deref() == Some("gw"));
         assert!(p("cmd=remove all").is_ok_and(|c| c.all));
+    }
+
+    /// The parameter table of the man page and the parser agree: every documented
+    /// parameter (and alias) is one `parse` knows, and every `key=` of the usage text is
+    /// documented.
+    #[test]
+    fn parameters_documented() {
+        fn key(s: &str) -> &str {
+            s.split(['=', ' ']).next().unwrap_or(s)
+        }
+        let spellings: Vec<&str> = PARAMETERS
+            .iter()
+            .flat_map(|p| std::iter::once(p.syntax).chain(p.alias))
+            .collect();
+        for s in &spellings {
+            let k = key(s);
+            let mut args = vec!["cmd=list".to_string()];
+            if k == "cmd" {
+                args = vec!["cmd=x".to_string()];
+            } else if s.contains('=') {
+                args.push(format!("{k}=x"));
+            } else if s.contains(' ') {
+                args.extend([k.to_string(), "x".to_string()]);
+            } else {
+                args.push(k.to_string());
+            }
+            if let Err(e) = parse(&args) {
+                assert!(!e.starts_with("unknown parameter"), "{s}: {e}");
+            }
+        }
+        // An unknown one is told apart (so the loop above can fail).
+        assert!(p("cmd=list bogus=x").is_err_and(|e| e.starts_with("unknown parameter")));
+        let keys: Vec<&str> = spellings.iter().map(|s| key(s)).collect();
+        for w in USAGE.split(|c: char| c.is_whitespace() || "[]|,".contains(c)) {
+            if let Some((k, _)) = w.split_once('=') {
+                assert!(
+                    keys.contains(&k),
+                    "{k}= is in the usage text, not in PARAMETERS"
+                );
+            }
+            if w == "verbose" || w == "all" || w == "-p" {
+                assert!(
+                    keys.contains(&w),
+                    "{w} is in the usage text, not in PARAMETERS"
+                );
+            }
+        }
     }
 
     #[test]
