@@ -14,9 +14,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::path::Path::new(&dir);
     std::fs::create_dir_all(dir)?;
     let p = dir.join("ike.1");
-    std::fs::write(&p, page().to_roff())?;
+    std::fs::write(&p, ascii(&page().to_roff()))?;
     println!("{}", p.display());
     Ok(())
+}
+
+/// The page with every non-ASCII character (the usage text's `…`) as a groff escape
+/// (`\[u2026]`), which troff reads whatever the input encoding.
+fn ascii(roff: &str) -> String {
+    roff.chars()
+        .map(|c| {
+            if c.is_ascii() {
+                c.to_string()
+            } else {
+                format!("\\[u{:04X}]", u32::from(c))
+            }
+        })
+        .collect()
 }
 
 fn page() -> Roff {
@@ -35,12 +49,16 @@ fn page() -> Roff {
         l.starts_with("usage: ike ") || l.starts_with("ike ")
     });
     r.control("SH", ["SYNOPSIS"]);
+    // Left-adjusted: a wrapped command line should not be spread out to the margin.
+    r.control("ad", ["l"]);
     for l in lines {
         let l = l.trim_start().trim_start_matches("usage: ");
         let rest = l.strip_prefix("ike").unwrap_or(l);
         r.text([bold("ike"), roman(rest)]);
         r.control("br", []);
     }
+
+    r.control("ad", []);
 
     r.control("SH", ["DESCRIPTION"]);
     r.text([
