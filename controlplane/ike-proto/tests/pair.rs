@@ -1727,3 +1727,245 @@ fn child_sa_limit_per_ike_sa() {
     p.run();
     assert_tunnel(&p, 2);
 }
+
+/// Two children ("net" in IKE_AUTH, "second" by CREATE_CHILD_SA) between A and B.
+fn two_child_peers() -> (PeerConfig, PeerConfig) {
+    let (mut a, mut b) = psk_peers("k", "k");
+    a.children.push(ChildConfig::tunnel(
+        "second",
+        vec![net("10.3.0.0/16")],
+        vec![net("10.4.0.0/16")],
+    ));
+    b.children.push(ChildConfig::tunnel(
+        "second",
+        vec![net("10.4.0.0/16")],
+        vec![net("10.3.0.0/16")],
+    ));
+    (a, b)
+}
+
+/// Position of the first event (Debug text) containing every one of `parts`.
+fn event_pos(n: &Node, parts: &[&str]) -> Option<usize> {
+    n.events
+        .iter()
+        .position(|e| parts.iter().all(|p| e.contains(p)))
+}
+
+/// Positions of every event containing every one of `parts`.
+fn event_positions(n: &Node, parts: &[&str]) -> Vec<usize> {
+    n.events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| parts.iter().all(|p| e.contains(p)))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[test]
+fn reauthentication_replaces_the_ike_sa_make_before_break() {
+    let (mut a, b) = two_child_peers();
+    a.reauth_interval = Some(Duration::from_secs(100));
+    let mut p = Pair::new(Node::new("a", A_IP, vec![a]), Node::new("b", B_IP, vec![b]));
+    let t0 = p.now;
+    p.connect();
+    p.run_for(Duration::from_secs(1));
+    let old_a = p.a.sa();
+    let old_b = p.b.sa();
+    p.a.ep.create_child(p.now, old_a, 1).unwrap();
+    p.run_for(Duration::from_secs(1));
+    assert_tunnel(&p, 2);
+    let old_spis = p.a.ep.ike_sas()[0].spis;
+    let old_children: Vec<u32> = p.a.children().iter().map(|c| c.inbound.spi).collect();
+    // The display knows when: the interval after authentication (a few virtual ms in).
+    let info = &p.a.ep.ike_sas()[0];
+    assert_eq!(info.reauth_interval, Some(Duration::from_secs(100)));
+    let at = info.reauth_at.unwrap();
+    assert!(at > t0 + Duration::from_secs(100) && at < t0 + Duration::from_secs(101));
+    // B has no interval: it never reauthenticates by itself.
+    assert_eq!(p.b.ep.ike_sas()[0].reauth_at, None);
+
+    // Nothing before the interval.
+    p.run_for(Duration::from_secs(97));
+    assert!(
+        event_pos(&p.a, &["IkeSaReauth"]).is_none(),
+        "{:?}",
+        p.a.events
+    );
+    assert_eq!(p.a.ep.ike_sas().len(), 1);
+
+    // At the interval: a new IKE SA, children re-created, then the old SA deleted.
+    p.run_for(Duration::from_secs(3));
+    let started = event_pos(&p.a, &["IkeSaReauthStarted", &format!("old: {old_a:?}")])
+        .unwrap_or_else(|| panic!("no reauthentication: {:?}", p.a.events));
+    let done = event_pos(&p.a, &["IkeSaReauthenticated", "children: 2"])
+        .unwrap_or_else(|| panic!("not reauthenticated: {:?}", p.a.events));
+    let new_a = p.a.sa();
+    assert_ne!(new_a, old_a);
+    let installs = event_positions(&p.a, &["InstallChildSa", &format!("ike_sa: {new_a:?}")]);
+    assert_eq!(installs.len(), 2, "{:?}", p.a.events);
+    let old_deletes = event_positions(&p.a, &["DeleteChildSa", &format!("ike_sa: {old_a:?}")]);
+    assert_eq!(old_deletes.len(), 2, "{:?}", p.a.events);
+    let old_down = event_pos(&p.a, &["IkeSaDown", &format!("ike_sa: {old_a:?}")]).unwrap();
+    assert!(
+        started < installs[0] && installs[1] < done,
+        "{:?}",
+        p.a.events
+    );
+    assert!(
+        done < old_deletes[0] && old_deletes[1] < old_down,
+        "{:?}",
+        p.a.events
+    );
+    assert!(
+        p.a.down
+            .iter()
+            .any(|(id, r)| *id == old_a && *r == CloseReason::Reauthenticated),
+        "{:?}",
+        p.a.down
+    );
+    // B: the new SA came up without INITIAL_CONTACT (the old one was not dropped as
+    // stale): its new children were installed while the old ones still were, and the old
+    // SA ended when A deleted it.
+    let new_b = p.b.sa();
+    assert_ne!(new_b, old_b);
+    let b_installs = event_positions(&p.b, &["InstallChildSa", &format!("ike_sa: {new_b:?}")]);
+    let b_deletes = event_positions(&p.b, &["DeleteChildSa", &format!("ike_sa: {old_b:?}")]);
+    assert_eq!(
+        (b_installs.len(), b_deletes.len()),
+        (2, 2),
+        "{:?}",
+        p.b.events
+    );
+    assert!(b_installs[1] < b_deletes[0], "{:?}", p.b.events);
+    assert_eq!(
+        p.b.down,
+        vec![(old_b, CloseReason::PeerDeleted)],
+        "{:?}",
+        p.b.events
+    );
+    // One IKE SA each side, new SPIs, both children under it, new child SPIs.
+    for n in [&p.a, &p.b] {
+        let sas = n.ep.ike_sas();
+        assert_eq!(sas.len(), 1, "{}: {sas:?}", n.name);
+        assert_eq!(sas[0].children.len(), 2, "{}: {sas:?}", n.name);
+        assert_eq!(sas[0].state, "DONE");
+    }
+    let new_spis = p.a.ep.ike_sas()[0].spis;
+    assert_ne!(new_spis.0, old_spis.0);
+    assert_ne!(new_spis.1, old_spis.1);
+    assert_eq!(p.b.ep.ike_sas()[0].spis, new_spis);
+    assert_tunnel(&p, 2);
+    assert!(
+        p.a.children()
+            .iter()
+            .all(|c| !old_children.contains(&c.inbound.spi) && c.ike_sa == new_a)
+    );
+    let s = p.a.ep.statistics();
+    assert_eq!((s.p1_active, s.p1_expired, s.p2_active), (1, 0, 2), "{s:?}");
+    assert_eq!(s.p1_local_act_success, 2);
+    // And the next reauthentication is scheduled on the new SA.
+    assert!(p.a.ep.ike_sas()[0].reauth_at.unwrap() > p.now + Duration::from_secs(95));
+}
+
+#[test]
+fn failed_reauthentication_keeps_the_old_sa_and_retries() {
+    let (mut a, b) = psk_peers("k", "k");
+    a.reauth_interval = Some(Duration::from_secs(100));
+    let mut p = Pair::new(
+        Node::new("a", A_IP, vec![a]),
+        Node::new("b", B_IP, vec![b.clone()]),
+    );
+    p.connect();
+    p.run_for(Duration::from_secs(1));
+    assert_tunnel(&p, 1);
+    let old_a = p.a.sa();
+    let old_b = p.b.sa();
+    let children: Vec<u32> = p.a.children().iter().map(|c| c.inbound.spi).collect();
+    // B's key changes: existing SAs keep theirs, a new authentication fails.
+    let (_, wrong) = psk_peers("k", "other");
+    p.b.ep.set_peers(vec![wrong]);
+    p.run_for(Duration::from_secs(101));
+    assert!(
+        event_pos(&p.a, &["IkeSaReauthStarted"]).is_some(),
+        "{:?}",
+        p.a.events
+    );
+    let failed = event_pos(&p.a, &["IkeSaReauthFailed", &format!("old: {old_a:?}")])
+        .unwrap_or_else(|| panic!("{:?}", p.a.events));
+    assert!(
+        p.a.events[failed].contains("AuthFailed"),
+        "{}",
+        p.a.events[failed]
+    );
+    assert!(
+        p.a.events[failed].contains("retry_in: 30s"),
+        "{}",
+        p.a.events[failed]
+    );
+    // The old SA and its child are untouched on both sides.
+    assert_eq!(p.a.sa(), old_a);
+    assert_eq!(p.b.sa(), old_b);
+    assert!(!p.a.down.iter().any(|(id, _)| *id == old_a));
+    assert!(!p.b.down.iter().any(|(id, _)| *id == old_b));
+    assert_eq!(p.a.ep.ike_sas().len(), 1);
+    assert_eq!(p.b.ep.ike_sas().len(), 1);
+    assert_tunnel(&p, 1);
+    assert_eq!(
+        p.a.children()
+            .iter()
+            .map(|c| c.inbound.spi)
+            .collect::<Vec<_>>(),
+        children
+    );
+    // The next attempt comes after the back-off; with the key fixed it succeeds.
+    let retry = p.a.ep.ike_sas()[0].reauth_at.unwrap();
+    assert!(retry > p.now + Duration::from_secs(25), "{retry:?}");
+    p.b.ep.set_peers(vec![b]);
+    p.run_for(Duration::from_secs(35));
+    assert!(
+        event_pos(&p.a, &["IkeSaReauthenticated", &format!("old: {old_a:?}")]).is_some(),
+        "{:?}",
+        p.a.events
+    );
+    assert_ne!(p.a.sa(), old_a);
+    assert_eq!(p.a.ep.ike_sas().len(), 1);
+    assert_eq!(p.b.ep.ike_sas().len(), 1);
+    assert_tunnel(&p, 1);
+}
+
+#[test]
+fn responder_with_the_interval_reauthenticates() {
+    let (a, mut b) = psk_peers("k", "k");
+    b.reauth_interval = Some(Duration::from_secs(100));
+    let mut p = Pair::new(Node::new("a", A_IP, vec![a]), Node::new("b", B_IP, vec![b]));
+    p.connect();
+    p.run_for(Duration::from_secs(1));
+    let old_a = p.a.sa();
+    // The original responder waits half an interval longer (at least 30 s).
+    p.run_for(Duration::from_secs(140));
+    assert_eq!(p.a.sa(), old_a, "{:?}", p.b.events);
+    p.run_for(Duration::from_secs(15));
+    assert!(
+        event_pos(&p.b, &["IkeSaReauthenticated"]).is_some(),
+        "{:?}",
+        p.b.events
+    );
+    assert_ne!(p.a.sa(), old_a);
+    assert_eq!(p.a.down, vec![(old_a, CloseReason::PeerDeleted)]);
+    let sas = p.b.ep.ike_sas();
+    assert_eq!(sas.len(), 1);
+    assert!(sas[0].initiator);
+    assert_eq!(p.a.ep.ike_sas().len(), 1);
+    assert_tunnel(&p, 1);
+}
+
+#[test]
+fn no_reauthentication_without_an_interval() {
+    let mut p = psk_pair();
+    p.connect();
+    p.run_for(Duration::from_secs(3600));
+    assert!(p.a.ep.ike_sas()[0].reauth_at.is_none());
+    assert!(event_pos(&p.a, &["IkeSaReauth"]).is_none());
+    assert!(event_pos(&p.b, &["IkeSaReauth"]).is_none());
+    assert_eq!(p.a.up.len(), 1);
+}

@@ -549,6 +549,8 @@ fn peer_config(
             dpd_interval: (r.action.dpd_interval > 0)
                 .then(|| Duration::from_secs(u64::from(r.action.dpd_interval))),
             initial_contact: true,
+            // KeyExchangeAction ReauthInterval is not acted on yet.
+            reauth_interval: None,
             // RFC 7427 signatures (method 14) for every key type: the
             // classic RSA method 1 means SHA-1, which gatekey does not sign
             // with. HowToAuthMe RsaSignature/ECDSA-* name the key type.

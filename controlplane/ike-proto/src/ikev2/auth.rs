@@ -200,7 +200,17 @@ impl IkeSa {
 
     /// Initiator: after IKE_SA_INIT, build IKE_AUTH (possibly after a signature).
     pub(crate) fn start_auth(&mut self, sh: &mut Shared, now: Instant) -> Result<()> {
-        let child = match self.peer.children.first() {
+        // A reauthentication re-creates the old SA's first child here (RFC 7296 §2.8.3).
+        let first = if self.reauth_of.is_some() {
+            if self.reauth_children.is_empty() {
+                None
+            } else {
+                self.peer.children.get(self.reauth_children.remove(0))
+            }
+        } else {
+            self.peer.children.first()
+        };
+        let child = match first {
             Some(cfg) => Some(Box::new(ChildReq {
                 id: sh.new_child_id(),
                 config: cfg.clone(),
@@ -284,7 +294,8 @@ impl IkeSa {
         {
             p.push(Payload::IdR(id_payload(r)));
         }
-        if self.peer.initial_contact {
+        // Never on a reauthentication: the peer must keep the old SA until we delete it.
+        if self.peer.initial_contact && self.reauth_of.is_none() {
             p.push(Payload::Notify(Notify::new(
                 NotifyType::INITIAL_CONTACT,
                 Vec::new(),
@@ -486,6 +497,11 @@ impl IkeSa {
         };
         self.established(sh, now);
         sh.stats.p1_local_act_success += 1;
+        if self.reauth_of.is_some() {
+            for i in std::mem::take(&mut self.reauth_children) {
+                self.queue.push_back(crate::ikev2::sa::Task::CreateChild(i));
+            }
+        }
         sh.event(Event::IkeSaUp {
             ike_sa: self.id,
             peer: self.peer.name.clone(),

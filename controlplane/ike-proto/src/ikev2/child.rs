@@ -258,6 +258,9 @@ impl IkeSa {
             lifetimes: child.lifetimes,
             replaces,
         })));
+        if self.reauth_of.is_some() {
+            self.reauth_created += 1;
+        }
         self.children.push(child);
     }
 
@@ -716,6 +719,9 @@ impl IkeSa {
         new.peer_hashes = self.peer_hashes.clone();
         new.peer_frag = self.peer_frag;
         new.established(sh, now);
+        // A rekey keeps the original authentication: its reauthentication time too.
+        new.reauth_at = self.reauth_at;
+        new.reauth_failures = self.reauth_failures;
         Ok(new)
     }
 

@@ -264,6 +264,11 @@ pub struct PeerConfig {
     pub dpd_interval: Option<Duration>,
     /// Send INITIAL_CONTACT in IKE_AUTH.
     pub initial_contact: bool,
+    /// Reauthenticate (RFC 7296 §2.8.3, make-before-break) this long after the IKE SA was
+    /// authenticated: a new IKE SA (IKE_SA_INIT + IKE_AUTH, without INITIAL_CONTACT) takes
+    /// over the children, then the old one is deleted. None: never (IKE rekeys keep the
+    /// original authentication).
+    pub reauth_interval: Option<Duration>,
     /// Announce SIGNATURE_HASH_ALGORITHMS (RFC 7427) so the peer signs with method 14;
     /// when false the peer uses the classic methods (1, 9, 10).
     pub rfc7427: bool,
@@ -292,6 +297,7 @@ impl PeerConfig {
             rekey_margin: Duration::from_secs(540),
             dpd_interval: None,
             initial_contact: true,
+            reauth_interval: None,
             rfc7427: true,
         }
     }

@@ -14,7 +14,9 @@ use crate::identity::Identity;
 use crate::ikev2::config::{ChildProposal, EndpointConfig, Mode, PeerConfig};
 use crate::ikev2::event::{ChildId, Event, IkeSaId, RequestId, Statistics, Transmit};
 use crate::ikev2::init;
-use crate::ikev2::sa::{ChildState, IkeSa, Req, Shared, State, Task};
+use crate::ikev2::sa::{
+    ChildState, IkeSa, REAUTH_RETRY_MAX, REAUTH_RETRY_MIN, Req, Shared, State, Task,
+};
 use crate::wire::{ExchangeType, Header, Message, TrafficSelector};
 
 /// How often the COOKIE secret changes (the previous one stays valid for one period).
@@ -45,6 +47,10 @@ pub struct IkeSaInfo {
     pub suite: Option<IkeSuite>,
     /// Child SAs.
     pub children: Vec<ChildInfo>,
+    /// The policy's reauthentication interval (None: never).
+    pub reauth_interval: Option<Duration>,
+    /// When the next reauthentication starts (None: never, or one is under way).
+    pub reauth_at: Option<Instant>,
 }
 
 /// A snapshot of one child SA.
@@ -528,6 +534,10 @@ impl Endpoint {
                 peer_id: s.peer_id.clone(),
                 nat: (s.local_nat, s.remote_nat),
                 suite: s.keys.is_some().then_some(s.suite),
+                reauth_interval: s.peer.reauth_interval,
+                reauth_at: s
+                    .reauth_at
+                    .filter(|_| s.reauth_by.is_none() && !s.superseded),
                 children: s
                     .children
                     .iter()
@@ -552,6 +562,128 @@ impl Endpoint {
             .collect();
         v.sort_by_key(|i| i.id);
         v
+    }
+
+    /// Reauthentication (RFC 7296 §2.8.3, make-before-break): starts a new IKE SA for every
+    /// SA whose time came, deletes the old SA once the new one has re-created its children,
+    /// and keeps the old SA (retrying later) when the new one fails.
+    fn reauthenticate(&mut self, now: Instant) {
+        for old in std::mem::take(&mut self.sh.reauths) {
+            let Some(o) = self.sas.get(&old) else {
+                continue;
+            };
+            if !o.state.is_established() || o.superseded || o.reauth_by.is_some() {
+                continue;
+            }
+            let (peer, local, remote) = (o.peer.clone(), o.local, o.remote);
+            let mut kids: Vec<usize> = Vec::new();
+            for c in &o.children {
+                if matches!(c.state, ChildState::Rekeyed | ChildState::Deleting) {
+                    continue;
+                }
+                match peer.children.iter().position(|p| p.name == c.config.name) {
+                    Some(i) if !kids.contains(&i) => kids.push(i),
+                    Some(_) => {}
+                    None => tracing::info!(
+                        sa = old.0,
+                        child = c.config.name,
+                        "reauthentication: the child's policy is gone; it is not re-created"
+                    ),
+                }
+            }
+            let _span = o.span().entered();
+            match init::initiate(&mut self.sh, now, peer, local, remote) {
+                Ok(mut sa) => {
+                    let new = sa.id;
+                    sa.reauth_of = Some(old);
+                    sa.reauth_children = kids;
+                    tracing::info!(sa = old.0, new = new.0, "reauthentication started");
+                    self.by_spi.insert(sa.spi_i, new);
+                    self.sas.insert(new, sa);
+                    self.touched.push(new);
+                    if let Some(o) = self.sas.get_mut(&old) {
+                        o.reauth_by = Some(new);
+                    }
+                    self.sh.event(Event::IkeSaReauthStarted { old, new });
+                }
+                Err(e) => {
+                    tracing::warn!(sa = old.0, error = %e, "reauthentication could not start");
+                    if let Some(o) = self.sas.get_mut(&old) {
+                        o.reauth_at = Some(now + REAUTH_RETRY_MIN);
+                    }
+                }
+            }
+            self.touched.push(old);
+        }
+        let mut more = Vec::new();
+        for &id in &self.touched {
+            let Some(sa) = self.sas.get_mut(&id) else {
+                continue;
+            };
+            let Some(old) = sa.reauth_of else {
+                continue;
+            };
+            if sa.is_closed() {
+                // Failed before its children were re-created: the old SA stays.
+                sa.reauth_of = None;
+                let reason = sa
+                    .closed_reason
+                    .clone()
+                    .unwrap_or(crate::ikev2::event::CloseReason::Timeout);
+                if let Some(o) = self.sas.get_mut(&old) {
+                    o.reauth_by = None;
+                    o.reauth_failures = o.reauth_failures.saturating_add(1);
+                    let retry_in = REAUTH_RETRY_MIN
+                        .saturating_mul(1 << o.reauth_failures.saturating_sub(1).min(8))
+                        .min(REAUTH_RETRY_MAX);
+                    o.reauth_at = Some(now + retry_in);
+                    tracing::warn!(
+                        sa = old.0,
+                        new = id.0,
+                        ?reason,
+                        ?retry_in,
+                        "reauthentication failed; the IKE SA stays"
+                    );
+                    self.sh.event(Event::IkeSaReauthFailed {
+                        old,
+                        new: id,
+                        reason,
+                        retry_in,
+                    });
+                    more.push(old);
+                }
+                continue;
+            }
+            if sa.state.is_established()
+                && sa.outstanding.is_none()
+                && sa.reauth_children.is_empty()
+                && !sa.queue.iter().any(|t| matches!(t, Task::CreateChild(_)))
+            {
+                sa.reauth_of = None;
+                let children = sa.reauth_created;
+                self.sh.event(Event::IkeSaReauthenticated {
+                    old,
+                    new: id,
+                    children,
+                });
+                if let Some(o) = self.sas.get_mut(&old)
+                    && !o.is_closed()
+                {
+                    tracing::info!(
+                        sa = old.0,
+                        new = id.0,
+                        children,
+                        "reauthenticated; deleting the old IKE SA"
+                    );
+                    o.superseded = true;
+                    o.queue.clear();
+                    o.queue.push_back(Task::DeleteIke);
+                    o.drive(&mut self.sh, now);
+                    more.push(old);
+                }
+            }
+        }
+        self.touched.extend(more);
     }
 
     /// Housekeeping after every input: adopt SAs made by IKE rekeys, move children, apply
@@ -602,6 +734,7 @@ impl Endpoint {
                 self.touched.push(old);
             }
         }
+        self.reauthenticate(now);
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
         touched.dedup();

@@ -109,6 +109,8 @@ pub enum CloseReason {
     NegotiationFailed(String),
     /// Replaced by a rekeyed IKE SA.
     Rekeyed,
+    /// Replaced by a reauthenticated IKE SA (RFC 7296 §2.8.3) that took over its children.
+    Reauthenticated,
     /// The peer authenticated a new IKE SA with INITIAL_CONTACT: it lost this one's state.
     InitialContact,
     /// A protocol error.
@@ -178,6 +180,35 @@ pub enum Event {
         old: IkeSaId,
         /// New handle.
         new: IkeSaId,
+    },
+    /// Reauthentication of `old` started: `new` is a fresh IKE SA (IKE_SA_INIT + IKE_AUTH)
+    /// to the same peer that re-creates `old`'s children; `old` stays until it is done.
+    IkeSaReauthStarted {
+        /// The SA being reauthenticated.
+        old: IkeSaId,
+        /// The new SA (not yet up).
+        new: IkeSaId,
+    },
+    /// `new` is up with `old`'s children re-created under it; `old` is being deleted.
+    IkeSaReauthenticated {
+        /// The replaced SA.
+        old: IkeSaId,
+        /// The SA that replaces it.
+        new: IkeSaId,
+        /// Children re-created under `new`.
+        children: usize,
+    },
+    /// Reauthentication of `old` failed (`new` is gone); `old` and its children stay and the
+    /// engine tries again after `retry_in`.
+    IkeSaReauthFailed {
+        /// The SA that stays.
+        old: IkeSaId,
+        /// The SA that failed.
+        new: IkeSaId,
+        /// Why.
+        reason: CloseReason,
+        /// When the next attempt starts.
+        retry_in: std::time::Duration,
     },
     /// An IKE SA is gone (its children were deleted with [`Event::DeleteChildSa`] first).
     IkeSaDown {

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub peers: Vec<Arc<PeerConfig>>,
     /// New SAs that carried INITIAL_CONTACT: older SAs with that peer are stale.
     pub initial_contacts: Vec<IkeSaId>,
+    /// Established SAs whose reauthentication time came (RFC 7296 §2.8.3).
+    pub reauths: Vec<IkeSaId>,
     /// Wall-clock seconds since the Unix epoch, for certificate validity.
     pub unix_time: u64,
     next_sa: u64,
@@ -62,6 +64,7 @@ impl Shared {
             moves: Vec::new(),
             peers: Vec::new(),
             initial_contacts: Vec::new(),
+            reauths: Vec::new(),
             unix_time: 0,
             next_sa: 1,
             next_child: 1,
@@ -135,6 +138,11 @@ impl Shared {
         self.events.push_back(e);
     }
 }
+
+/// First wait before a failed reauthentication is tried again (doubles per failure).
+pub(crate) const REAUTH_RETRY_MIN: std::time::Duration = std::time::Duration::from_secs(30);
+/// Longest wait between reauthentication attempts.
+pub(crate) const REAUTH_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(900);
 
 /// Most fragments accepted or produced for one message.
 pub(crate) const MAX_FRAGMENTS: usize = 64;
@@ -325,6 +333,19 @@ pub(crate) struct IkeSa {
     pub closed_reason: Option<CloseReason>,
     /// Auth method and scheme of a signature we asked the caller for.
     pub pending_scheme: Option<(crate::wire::AuthMethod, crate::crypto::sig::SignatureScheme)>,
+    /// When to reauthenticate (the policy's reauth interval after authentication).
+    pub reauth_at: Option<Instant>,
+    /// On an SA being reauthenticated: the new SA doing it.
+    pub reauth_by: Option<IkeSaId>,
+    /// On a new SA that reauthenticates another: that SA, until the children are re-created.
+    pub reauth_of: Option<IkeSaId>,
+    /// On a reauthenticating SA: the child policies (indices into `peer.children`) still to
+    /// create; the first goes into IKE_AUTH.
+    pub reauth_children: Vec<usize>,
+    /// Failed reauthentication attempts in a row (for the back-off).
+    pub reauth_failures: u32,
+    /// Children a reauthentication created (reported when it completes).
+    pub reauth_created: usize,
 }
 
 impl IkeSa {
@@ -383,6 +404,12 @@ impl IkeSa {
             superseded: false,
             closed_reason: None,
             pending_scheme: None,
+            reauth_at: None,
+            reauth_by: None,
+            reauth_of: None,
+            reauth_children: Vec::new(),
+            reauth_failures: 0,
+            reauth_created: 0,
         }
     }
 
@@ -710,7 +737,9 @@ impl IkeSa {
                 Ok(())
             }
             Req::DeleteIke => {
-                let reason = if self.superseded {
+                let reason = if self.reauth_by.is_some() && self.superseded {
+                    CloseReason::Reauthenticated
+                } else if self.superseded {
                     CloseReason::Rekeyed
                 } else {
                     CloseReason::LocalDeleted
@@ -828,6 +857,9 @@ impl IkeSa {
             consider(self.rekey_at);
             consider(self.expire_at);
             consider(self.keepalive_at);
+            if self.reauth_by.is_none() && !self.superseded {
+                consider(self.reauth_at);
+            }
             if let Some(d) = self.peer.dpd_interval
                 && self.outstanding.is_none()
             {
@@ -898,10 +930,24 @@ impl IkeSa {
             if let Some(r) = self.rekey_at
                 && r <= now
             {
-                self.rekey_at = None;
-                if !self.superseded {
-                    self.queue.push_back(Task::RekeyIke);
+                if self.reauth_by.is_some() {
+                    // A reauthentication is replacing this SA: rekeying it now would
+                    // leave the new SA nothing to delete; look again shortly.
+                    self.rekey_at = Some(now + REAUTH_RETRY_MIN);
+                } else {
+                    self.rekey_at = None;
+                    if !self.superseded {
+                        self.queue.push_back(Task::RekeyIke);
+                    }
                 }
+            }
+            if let Some(r) = self.reauth_at
+                && r <= now
+                && self.reauth_by.is_none()
+                && !self.superseded
+            {
+                self.reauth_at = None;
+                sh.reauths.push(self.id);
             }
             if let Some(d) = self.peer.dpd_interval
                 && self.outstanding.is_none()
@@ -1000,6 +1046,16 @@ impl IkeSa {
         };
         self.rekey_at = Some(now + life.saturating_sub(skew));
         self.expire_at = Some(now + self.peer.ike_lifetime);
+        // Reauthentication: the original responder waits longer, so that when both ends
+        // have an interval the original initiator normally does it.
+        self.reauth_at = self.peer.reauth_interval.map(|i| {
+            let skew = if self.initiator {
+                std::time::Duration::ZERO
+            } else {
+                (i / 2).max(std::time::Duration::from_secs(30))
+            };
+            now + i + skew
+        });
         if self.local_nat {
             self.keepalive_at = Some(now + sh.config.nat_keepalive);
         }
