@@ -72,6 +72,9 @@ pub struct IkeTunnel {
     /// The address we started it to (initiator, before it is up): other
     /// rules to the same peer join it instead of starting another IKE SA.
     pub target: Option<IpAddr>,
+    /// While this SA reauthenticates the tunnel (RFC 7296 §2.8.3): the SA
+    /// it replaces (same K, the previous generation), until it is deleted.
+    pub reauth_of: Option<IkeSaId>,
 }
 
 /// One installed child SA pair.
@@ -115,6 +118,24 @@ pub struct ChildTunnel {
     pub hard_secs: u64,
     /// Replaced by a newer generation, waiting for deletion.
     pub expired: bool,
+}
+
+/// How an IKE SA's end is logged: whether as a warning, and why.
+fn close_text(reason: &CloseReason) -> (bool, String) {
+    match reason {
+        CloseReason::PeerDeleted => (false, "deleted by the peer".to_owned()),
+        CloseReason::LocalDeleted => (false, "deleted".to_owned()),
+        CloseReason::Timeout => (
+            true,
+            "the peer did not answer (retransmissions exhausted)".to_owned(),
+        ),
+        CloseReason::AuthFailed(s) => (true, format!("authentication failed: {s}")),
+        CloseReason::NegotiationFailed(s) => (true, format!("negotiation failed: {s}")),
+        CloseReason::Rekeyed => (false, "replaced by its rekeyed SA".to_owned()),
+        CloseReason::Reauthenticated => (false, "replaced by its reauthenticated SA".to_owned()),
+        CloseReason::Protocol(s) => (true, format!("protocol error: {s}")),
+        other => (true, format!("{other:?}")),
+    }
 }
 
 /// Which SAs of a child to install.
@@ -549,8 +570,9 @@ fn peer_config(
             dpd_interval: (r.action.dpd_interval > 0)
                 .then(|| Duration::from_secs(u64::from(r.action.dpd_interval))),
             initial_contact: true,
-            // KeyExchangeAction ReauthInterval is not acted on yet.
-            reauth_interval: None,
+            // KeyExchangeAction ReauthInterval (minutes; 0 = never).
+            reauth_interval: (r.action.reauth_interval > 0)
+                .then(|| Duration::from_secs(u64::from(r.action.reauth_interval) * 60)),
             // RFC 7427 signatures (method 14) for every key type: the
             // classic RSA method 1 means SHA-1, which gatekey does not sign
             // with. HowToAuthMe RsaSignature/ECDSA-* name the key type.
@@ -735,6 +757,7 @@ impl IkeDriver {
                 remote: None,
                 nat: (false, false),
                 target: None,
+                reauth_of: None,
             },
         );
         k
@@ -826,7 +849,42 @@ impl IkeDriver {
                 remote_nat,
             } => {
                 if !self.ike.contains_key(&ike_sa) {
-                    self.new_ike_tunnel(ike_sa, &peer, initiator);
+                    // The peer reauthenticating (RFC 7296 §2.8.3): a new IKE SA
+                    // without INITIAL_CONTACT from the identity and address of
+                    // an established one continues that tunnel.
+                    let peer_text = peer_id.to_string();
+                    let replaces = self
+                        .ike
+                        .iter()
+                        .filter(|(id, t)| {
+                            **id != ike_sa
+                                && t.up
+                                && t.rule == peer
+                                && t.remote.map(|r| r.ip()) == Some(remote.ip())
+                                && t.peer_id.as_deref() == Some(peer_text.as_str())
+                                && !crate::v1::is_v1_sa(**id)
+                        })
+                        .max_by_key(|(_, t)| t.generation)
+                        .map(|(id, t)| (*id, t.clone()));
+                    match replaces {
+                        Some((old, t)) if !crate::v1::is_v1_sa(ike_sa) => {
+                            self.ike.insert(
+                                ike_sa,
+                                IkeTunnel {
+                                    generation: t.generation + 1,
+                                    initiator,
+                                    up: false,
+                                    created: now_secs(),
+                                    target: None,
+                                    reauth_of: Some(old),
+                                    ..t
+                                },
+                            );
+                        }
+                        _ => {
+                            self.new_ike_tunnel(ike_sa, &peer, initiator);
+                        }
+                    }
                 }
                 if let Some(t) = self.ike.get_mut(&ike_sa) {
                     t.up = true;
@@ -868,6 +926,51 @@ impl IkeDriver {
                     }
                 }
             }
+            Event::IkeSaReauthStarted { old, new } => {
+                if let Some(t) = self.ike.get(&old).cloned() {
+                    info!(
+                        "EZD1771I Stack {stack}: IKE tunnel K{} generation {} is being reauthenticated: new IKE SA negotiating with {}",
+                        t.k,
+                        t.generation,
+                        t.remote.map_or_else(|| "?".to_owned(), |r| r.to_string())
+                    );
+                    self.ike.insert(
+                        new,
+                        IkeTunnel {
+                            generation: t.generation + 1,
+                            initiator: true,
+                            up: false,
+                            created: now_secs(),
+                            spis: (0, 0),
+                            target: None,
+                            reauth_of: Some(old),
+                            ..t
+                        },
+                    );
+                }
+            }
+            Event::IkeSaReauthenticated { new, children, .. } => {
+                self.reauthenticated(stack, new, Some(children));
+            }
+            Event::IkeSaReauthFailed {
+                old,
+                new,
+                reason,
+                retry_in,
+            } => {
+                self.ike.remove(&new);
+                self.pending.retain(|_, (_, sa)| *sa != new);
+                if let Some(t) = self.ike.get(&old) {
+                    warn!(
+                        "EZD1773W Stack {stack}: reauthentication of IKE tunnel K{} generation {} with {} failed: {}; the IKE SA and its dynamic tunnels stay, next attempt in {} s",
+                        t.k,
+                        t.generation,
+                        t.remote.map_or_else(|| "?".to_owned(), |r| r.to_string()),
+                        close_text(&reason).1,
+                        retry_in.as_secs()
+                    );
+                }
+            }
             Event::IkeSaRekeyed { old, new } => {
                 if let Some(mut t) = self.ike.remove(&old) {
                     t.generation += 1;
@@ -889,22 +992,20 @@ impl IkeDriver {
                 }
             }
             Event::IkeSaDown { ike_sa, reason } => {
+                // The peer deleting the SA it reauthenticated: the new one
+                // (already up, with the children) continues the tunnel.
+                let successor = self
+                    .ike
+                    .iter()
+                    .find(|(_, t)| t.reauth_of == Some(ike_sa) && t.up && !t.initiator)
+                    .map(|(id, _)| *id);
+                if let Some(new) = successor
+                    && reason == CloseReason::PeerDeleted
+                {
+                    self.reauthenticated(stack, new, None);
+                }
                 if let Some(t) = self.ike.remove(&ike_sa) {
-                    let (lvl_warn, why) = match &reason {
-                        CloseReason::PeerDeleted => (false, "deleted by the peer".to_owned()),
-                        CloseReason::LocalDeleted => (false, "deleted".to_owned()),
-                        CloseReason::Timeout => (
-                            true,
-                            "the peer did not answer (retransmissions exhausted)".to_owned(),
-                        ),
-                        CloseReason::AuthFailed(s) => (true, format!("authentication failed: {s}")),
-                        CloseReason::NegotiationFailed(s) => {
-                            (true, format!("negotiation failed: {s}"))
-                        }
-                        CloseReason::Rekeyed => (false, "replaced by its rekeyed SA".to_owned()),
-                        CloseReason::Protocol(s) => (true, format!("protocol error: {s}")),
-                        other => (true, format!("{other:?}")),
-                    };
+                    let (lvl_warn, why) = close_text(&reason);
                     let remote = t.remote.map_or_else(|| "?".to_owned(), |r| r.to_string());
                     if lvl_warn {
                         warn!(
@@ -922,10 +1023,19 @@ impl IkeDriver {
             }
             Event::InstallChildSa(inst) => {
                 let rule = inst.name.clone();
+                // A reauthentication's child keeps its tunnel's activation.
+                let reauth_of = self.ike.get(&inst.ike_sa).and_then(|t| t.reauth_of);
+                let inherited = reauth_of.and_then(|old| {
+                    self.children
+                        .values()
+                        .find(|c| c.ike_sa == old && c.rule == rule && !c.expired)
+                        .map(|c| c.activation)
+                });
                 let how = self
                     .pending
                     .remove(&rule)
                     .map(|(h, _)| h)
+                    .or(inherited)
                     .unwrap_or(if inst.initiator {
                         Activation::Command
                     } else {
@@ -1024,6 +1134,17 @@ impl IkeDriver {
                 ..
             } => {
                 if let Some(c) = self.children.remove(&child) {
+                    // A child of an unfinished reauthentication: the old
+                    // IKE SA's child of that tunnel is the live one again.
+                    if let Some(old) = self.ike.get(&c.ike_sa).and_then(|t| t.reauth_of)
+                        && !c.expired
+                    {
+                        for o in self.children.values_mut() {
+                            if o.y == c.y && o.ike_sa == old {
+                                o.expired = false;
+                            }
+                        }
+                    }
                     if let Some((inst, reqid, _)) = self.deferred_out.remove(&c.y) {
                         self.kernel
                             .push(KernelWork::Install(inst, reqid, Dirs::Outbound));
@@ -1056,6 +1177,33 @@ impl IkeDriver {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A reauthentication finished: `new` carries the tunnel, `old` goes.
+    fn reauthenticated(&mut self, stack: &str, new: IkeSaId, children: Option<usize>) {
+        let moved = children.unwrap_or_else(|| {
+            self.children
+                .values()
+                .filter(|c| c.ike_sa == new && !c.expired)
+                .count()
+        });
+        if let Some(t) = self.ike.get_mut(&new) {
+            t.reauth_of = None;
+            info!(
+                "EZD1772I Stack {stack}: IKE version 2.0 SA for tunnel K{} generation {} reauthenticated with {} ({}) by KeyExchangeRule {}, {}: {moved} dynamic tunnel(s) under it; generation {} is deleted",
+                t.k,
+                t.generation,
+                t.remote.map_or_else(|| "?".to_owned(), |r| r.to_string()),
+                t.peer_id.as_deref().unwrap_or("?"),
+                t.rule,
+                if children.is_some() {
+                    "initiator"
+                } else {
+                    "responder"
+                },
+                t.generation.saturating_sub(1)
+            );
         }
     }
 
@@ -1100,5 +1248,235 @@ pub fn integ_name(i: IntegAlg) -> &'static str {
         IntegAlg::HmacSha512_256 => "HMAC_SHA2_512_256",
         IntegAlg::HmacSha1_96 => "HMAC_SHA1_96",
         IntegAlg::HmacMd5_96 => "HMAC_MD5_96",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// moon (192.0.2.1) and sun (192.0.2.2) with two LocalDynVpnRules to
+    /// each other; `key` is the shared key, `reauth` the ReauthInterval.
+    fn policy(me: &str, peer: &str, moon: bool, key: &str, reauth: u32) -> IkePolicy {
+        let nets = if moon {
+            ["10.1.0.0/24", "10.2.0.0/24", "10.1.1.0/24", "10.2.1.0/24"]
+        } else {
+            ["10.2.0.0/24", "10.1.0.0/24", "10.2.1.0/24", "10.1.1.0/24"]
+        };
+        let rule = |name: &str, a: &str, b: &str| {
+            format!(
+                "LocalDynVpnRule {name} {{ IpSourceAddr {a} IpDestAddr {b} LocalSecurityEndpoint {me} RemoteSecurityEndpoint {peer} IpDynVpnAction {{ IpDataOffer {{ HowToEncrypt AES_GCM_16 KeyLength 256 }} }} }}\n"
+            )
+        };
+        let text = format!(
+            "KeyExchangeRule to-peer {{\n LocalSecurityEndpoint {{ Identity IpAddr {me} Location {me} }}\n RemoteSecurityEndpoint {{ Identity IpAddr {peer} Location {peer} }}\n KeyExchangeAction {{ ReauthInterval {reauth} KeyExchangeOffer {{ HowToEncrypt AES_GCM_16 KeyLength 256 DHGroup Group31 }} }}\n SharedKey Ascii \"{key}\"\n}}\n{}{}",
+            rule("net", nets[0], nets[1]),
+            rule("net-b", nets[2], nets[3]),
+        );
+        pol::parse("t.pol", &text).unwrap()
+    }
+
+    struct Gw {
+        drv: IkeDriver,
+        policy: IkePolicy,
+        ip: IpAddr,
+    }
+
+    impl Gw {
+        fn new(moon: bool, key: &str, reauth: u32) -> Gw {
+            let (me, peer) = if moon {
+                ("192.0.2.1", "192.0.2.2")
+            } else {
+                ("192.0.2.2", "192.0.2.1")
+            };
+            let policy = policy(me, peer, moon, key, reauth);
+            let ip: IpAddr = me.parse().unwrap();
+            let peers = peer_configs(&policy, None, None, &|_| Some(ip), "t");
+            Gw {
+                drv: IkeDriver::new(3, 2, 4500, 20, peers),
+                policy,
+                ip,
+            }
+        }
+
+        fn rekey_peers(&mut self, key: &str) {
+            let (me, peer) = if self.ip.to_string() == "192.0.2.1" {
+                ("192.0.2.1", "192.0.2.2")
+            } else {
+                ("192.0.2.2", "192.0.2.1")
+            };
+            let p = policy(me, peer, me == "192.0.2.1", key, 1);
+            let ip = self.ip;
+            self.drv
+                .set_peers(peer_configs(&p, None, None, &|_| Some(ip), "t"));
+        }
+
+        fn tunnels(&self) -> Vec<(u32, u32, bool, (u64, u64))> {
+            self.drv
+                .ike
+                .values()
+                .map(|t| (t.k, t.generation, t.up, t.spis))
+                .collect()
+        }
+
+        fn live(&self) -> Vec<(String, u32, IkeSaId)> {
+            let mut v: Vec<_> = self
+                .drv
+                .children
+                .values()
+                .filter(|c| !c.expired)
+                .map(|c| (c.rule.clone(), c.generation, c.ike_sa))
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    /// Runs both drivers on a virtual clock until `until`; `drop` decides
+    /// per datagram (from moon?, bytes) whether the network loses it.
+    fn run(
+        now: &mut Instant,
+        until: Instant,
+        moon: &mut Gw,
+        sun: &mut Gw,
+        drop: &dyn Fn(bool, &[u8]) -> bool,
+    ) {
+        for _ in 0..100_000 {
+            for g in [&mut *moon, &mut *sun] {
+                g.drv.pump(*now, "t", &|_| Some(0x100));
+                g.drv.kernel.clear();
+            }
+            let mut moved = false;
+            for from_moon in [true, false] {
+                let (a, b) = if from_moon {
+                    (&mut *moon, &mut *sun)
+                } else {
+                    (&mut *sun, &mut *moon)
+                };
+                for t in std::mem::take(&mut a.drv.outbox) {
+                    moved = true;
+                    if !drop(from_moon, &t.data) {
+                        b.drv
+                            .endpoint
+                            .handle_datagram(*now, t.remote, t.local, &t.data);
+                    }
+                }
+            }
+            if moved {
+                continue;
+            }
+            let next = [
+                moon.drv.endpoint.poll_timeout(),
+                sun.drv.endpoint.poll_timeout(),
+                moon.drv.deferred_deadline(),
+                sun.drv.deferred_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            match next {
+                Some(t) if t <= until => {
+                    *now = (*now).max(t);
+                    moon.drv.endpoint.handle_timeout(*now);
+                    sun.drv.endpoint.handle_timeout(*now);
+                }
+                _ => {
+                    *now = until;
+                    return;
+                }
+            }
+        }
+        panic!("no quiescence");
+    }
+
+    fn up(now: &mut Instant, moon: &mut Gw, sun: &mut Gw) {
+        for name in ["net", "net-b"] {
+            let r = moon
+                .policy
+                .local_dyn_vpn_rules
+                .iter()
+                .find(|r| r.name == name)
+                .unwrap()
+                .clone();
+            moon.drv
+                .activate(*now, &r, moon.ip, Activation::Auto, 500)
+                .unwrap();
+        }
+        let t = *now + Duration::from_secs(1);
+        run(now, t, moon, sun, &|_, _| false);
+        assert_eq!(moon.live().len(), 2, "{:?}", moon.drv.children);
+        assert_eq!(sun.live().len(), 2, "{:?}", sun.drv.children);
+    }
+
+    #[test]
+    fn reauthentication_keeps_the_tunnel_ids_and_activation() {
+        let (mut moon, mut sun) = (Gw::new(true, "k", 1), Gw::new(false, "k", 1));
+        let mut now = Instant::now();
+        up(&mut now, &mut moon, &mut sun);
+        let old = moon.tunnels();
+        assert_eq!(old.len(), 1);
+        assert_eq!((old[0].0, old[0].1), (1, 1));
+        let t = now + Duration::from_secs(61);
+        run(&mut now, t, &mut moon, &mut sun, &|_, _| false);
+        for g in [&moon, &sun] {
+            let k = g.tunnels();
+            assert_eq!(k.len(), 1, "{k:?}");
+            assert_eq!((k[0].0, k[0].1, k[0].2), (1, 2, true), "{k:?}");
+            assert_ne!(k[0].3.0, old[0].3.0);
+            let sa = *g.drv.ike.keys().next().unwrap();
+            let live = g.live();
+            assert_eq!(
+                live,
+                vec![("net".into(), 2, sa), ("net-b".into(), 2, sa)],
+                "{:?}",
+                g.drv.children
+            );
+            assert!(g.drv.children.values().all(|c| !c.expired));
+            assert!(g.drv.ike.values().all(|t| t.reauth_of.is_none()));
+        }
+        assert!(
+            moon.drv
+                .children
+                .values()
+                .all(|c| c.activation == Activation::Auto)
+        );
+    }
+
+    #[test]
+    fn failed_reauthentication_leaves_the_tunnel_as_it_was() {
+        let (mut moon, mut sun) = (Gw::new(true, "k", 1), Gw::new(false, "k", 1));
+        let mut now = Instant::now();
+        up(&mut now, &mut moon, &mut sun);
+        let before = (moon.tunnels(), moon.live());
+        // sun's key changes: the new IKE SA's authentication fails.
+        sun.rekey_peers("another key");
+        let t = now + Duration::from_secs(61);
+        run(&mut now, t, &mut moon, &mut sun, &|_, _| false);
+        assert_eq!((moon.tunnels(), moon.live()), before);
+        assert!(moon.drv.children.values().all(|c| !c.expired));
+    }
+
+    #[test]
+    fn reauthentication_failing_after_its_first_child_revives_the_old_one() {
+        // Only moon reauthenticates (sun would after 90 s and succeed).
+        let (mut moon, mut sun) = (Gw::new(true, "k", 1), Gw::new(false, "k", 0));
+        let mut now = Instant::now();
+        up(&mut now, &mut moon, &mut sun);
+        let before = (moon.tunnels(), moon.live());
+        // After the new SA's IKE_AUTH (which re-creates "net"), moon's
+        // CREATE_CHILD_SA for "net-b" is lost until the new SA gives up.
+        let cutoff = now + Duration::from_secs(50);
+        let t = now + Duration::from_secs(100);
+        let lost = move |from_moon: bool, d: &[u8]| {
+            from_moon && d.get(18) == Some(&36) && d.get(19).is_some_and(|f| f & 0x20 == 0)
+        };
+        run(&mut now, cutoff, &mut moon, &mut sun, &|_, _| false);
+        run(&mut now, t, &mut moon, &mut sun, &lost);
+        // (The attempt started at 60 s and failed ~30 s later; the next one
+        // is due 30 s after that.)
+        assert_eq!(moon.tunnels(), before.0);
+        // "net" is live on the old SA again (its generation 2 went with the
+        // failed SA), "net-b" never left it.
+        assert_eq!(moon.live(), before.1, "{:?}", moon.drv.children);
     }
 }

@@ -1158,7 +1158,23 @@ impl Stack {
         };
         let policy = self.policy();
         // Version, mode and negotiated algorithms from the engines.
-        let shown = crate::v1::sa_display(&drv.endpoint, Instant::now());
+        let now = Instant::now();
+        let shown = crate::v1::sa_display(&drv.endpoint, now);
+        // ReauthInterval (seconds) and ReauthTime (unix) of IKEv2 SAs with one.
+        let unix = now_secs();
+        let reauth: std::collections::BTreeMap<_, _> = drv
+            .endpoint
+            .v2
+            .ike_sas()
+            .into_iter()
+            .filter_map(|s| {
+                let interval = u32::try_from(s.reauth_interval?.as_secs()).unwrap_or(u32::MAX);
+                let at = s
+                    .reauth_at
+                    .map(|at| unix + at.saturating_duration_since(now).as_secs());
+                Some((s.id, (interval, at)))
+            })
+            .collect();
         drv.ike
             .iter()
             .map(|(id, t)| {
@@ -1267,8 +1283,8 @@ impl Stack {
                     lifetime,
                     lifetime_refresh: lifetime.map(|l| t.created + u64::from(l) * 9 / 10),
                     lifetime_expires: lifetime.map(|l| t.created + u64::from(l)),
-                    reauth_interval: None,
-                    reauth_time: None,
+                    reauth_interval: reauth.get(id).map(|r| r.0),
+                    reauth_time: reauth.get(id).and_then(|r| r.1),
                     refresh_overlap_percent: None,
                     create_time: Some(t.created),
                     associated_dynamic_tunnels: u32::try_from(

@@ -760,3 +760,150 @@ fn nss_client_connects_over_its_stacks_network() {
     assert_eq!(peer.ip().to_string(), "192.0.2.1", "{}", iked.log());
     drop(iked);
 }
+
+/// ReauthInterval 1 (minute) on both gateways: moon (the original initiator)
+/// reauthenticates after a minute with a new IKE SA (new SPIs, same K1 with
+/// generation 2) that re-creates the dynamic tunnel, then deletes the old IKE
+/// SA; sun keeps the old SA until then (no INITIAL_CONTACT), and the tunnel
+/// stays Active throughout.
+#[test]
+fn ikev2_reauthentication_between_two_iked_instances() {
+    require_root!();
+    let pair = Pair::new("reau");
+    let (da, db) = (tempdir("reaua"), tempdir("reaub"));
+    let reauth = |p: String| {
+        p.replace(
+            "KeyExchangeAction { KeyExchangeOffer",
+            "KeyExchangeAction { ReauthInterval 1 KeyExchangeOffer",
+        )
+    };
+    write_conf(
+        &da,
+        &pair.0,
+        &reauth(gw_policy(
+            "192.0.2.1",
+            "192.0.2.2",
+            "10.1.0.0/24",
+            "10.2.0.0/24",
+            true,
+        )),
+    );
+    write_conf(
+        &db,
+        &pair.1,
+        &reauth(gw_policy(
+            "192.0.2.2",
+            "192.0.2.1",
+            "10.2.0.0/24",
+            "10.1.0.0/24",
+            false,
+        )),
+    );
+    let sun = Iked::start(&db, &["--kernel", "recording"]);
+    let moon = Iked::start(&da, &["--kernel", "recording"]);
+    let (ta, tb) = (
+        Target::new(&pair.0.0).unwrap(),
+        Target::new(&pair.1.0).unwrap(),
+    );
+    let mut ca = Client::connect(da.join("ipsecmgmt")).unwrap();
+    let mut cb = Client::connect(db.join("ipsecmgmt")).unwrap();
+    let ya = wait_for("moon's dynamic tunnel", || {
+        dyn_tunnels(&mut ca, &ta).into_iter().next()
+    });
+    wait_for("sun's dynamic tunnel", || {
+        dyn_tunnels(&mut cb, &tb).into_iter().next()
+    });
+    let ka = ike_tunnels(&mut ca, &ta);
+    assert_eq!(ka.len(), 1);
+    let old = (ka[0].initiator_spi, ka[0].responder_spi);
+    assert_eq!((ka[0].tunnel_id.as_str(), ka[0].generation), ("K1", 1));
+    assert_eq!(ka[0].reauth_interval, Some(60));
+    let created = ka[0].create_time.unwrap();
+    let at = ka[0].reauth_time.unwrap();
+    assert!(
+        (created + 59..=created + 61).contains(&at),
+        "{created} {at}"
+    );
+    // sun has the interval too (shown), but as the original responder waits longer.
+    let kb = ike_tunnels(&mut cb, &tb);
+    assert_eq!(kb[0].reauth_interval, Some(60));
+    assert!(kb[0].reauth_time.unwrap() >= at + 29, "{kb:?}");
+
+    // Poll (up to 100 s) for the reauthentication, checking on the way that
+    // the dynamic tunnel never stops being Active on either side.
+    let t0 = Instant::now();
+    loop {
+        for (c, t, who) in [(&mut ca, &ta, "moon"), (&mut cb, &tb, "sun")] {
+            let ys = dyn_tunnels(c, t);
+            assert!(
+                ys.iter().any(|y| y.state.display() == "Active"),
+                "{who} lost its tunnel: {ys:?}\nmoon:\n{}\nsun:\n{}",
+                moon.log(),
+                sun.log()
+            );
+        }
+        let done = |k: &[gatekey_nmi::records::IkeTunnelRecord]| {
+            k.len() == 1 && k[0].initiator_spi != old.0 && k[0].state.display() == "DONE"
+        };
+        if moon.log().contains("EZD1772I")
+            && sun.log().contains("EZD1772I")
+            && done(&ike_tunnels(&mut ca, &ta))
+            && done(&ike_tunnels(&mut cb, &tb))
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(100),
+            "no reauthentication\nmoon:\n{}\nsun:\n{}",
+            moon.log(),
+            sun.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ka = ike_tunnels(&mut ca, &ta);
+    let kb = ike_tunnels(&mut cb, &tb);
+    // A new IKE SA (both SPIs new), the same tunnel ID, the next generation;
+    // the old IKE SA is gone on both sides.
+    for k in [&ka[0], &kb[0]] {
+        assert_ne!(k.initiator_spi, old.0, "{k:?}");
+        assert_ne!(k.responder_spi, old.1, "{k:?}");
+        assert_eq!((k.tunnel_id.as_str(), k.generation), ("K1", 2), "{k:?}");
+        assert_eq!(k.associated_dynamic_tunnels, 1, "{k:?}");
+    }
+    assert_eq!(ka[0].initiator_spi, kb[0].initiator_spi);
+    assert_eq!(ka[0].role.display(), "Initiator");
+    assert_eq!(ka[0].reauth_interval, Some(60));
+    assert!(ka[0].reauth_time.unwrap() > at + 50, "{ka:?}");
+    // The dynamic tunnel: Active, a new child SA (generation 2) under K1.
+    let ya2 = dyn_tunnels(&mut ca, &ta);
+    let yb2 = dyn_tunnels(&mut cb, &tb);
+    assert_eq!((ya2.len(), yb2.len()), (1, 1), "{ya2:?}\n{yb2:?}");
+    let (y, z) = (&ya2[0], &yb2[0]);
+    assert_eq!(y.state.display(), "Active");
+    assert_eq!(
+        (y.tunnel_id.as_str(), y.generation),
+        (ya.tunnel_id.as_str(), 2)
+    );
+    assert_eq!(y.parent_ike_tunnel_id.as_deref(), Some("K1"));
+    assert_eq!(y.activation.map(|a| a.display()), Some("Auto"));
+    assert_ne!(y.encrypt_inbound_spi, ya.encrypt_inbound_spi);
+    assert_eq!(y.encrypt_inbound_spi, z.encrypt_outbound_spi);
+    assert_eq!(y.encrypt_outbound_spi, z.encrypt_inbound_spi);
+    let (ml, sl) = (moon.log(), sun.log());
+    assert!(
+        ml.contains("IKE version 2.0 SA for tunnel K1 generation 2 reauthenticated with 192.0.2.2"),
+        "{ml}"
+    );
+    assert!(ml.contains("replaced by its reauthenticated SA"), "{ml}");
+    assert!(
+        sl.contains("IKE version 2.0 SA for tunnel K1 generation 2 reauthenticated with 192.0.2.1"),
+        "{sl}"
+    );
+    assert!(!sl.contains("INITIAL_CONTACT: dropping"), "{sl}");
+    assert!(
+        !ml.contains("EZD0938W") && !sl.contains("EZD0938W"),
+        "{ml}\n{sl}"
+    );
+    assert!(!ml.contains("EZD1773W"), "{ml}");
+    drop((moon, sun));
+}
