@@ -1969,3 +1969,50 @@ fn no_reauthentication_without_an_interval() {
     assert!(event_pos(&p.b, &["IkeSaReauth"]).is_none());
     assert_eq!(p.a.up.len(), 1);
 }
+
+/// Reauthentication authenticates afresh: both ends sign again (here with a slow signer,
+/// as through an NSS server), and a signer that fails at reauthentication time (NSS
+/// server unreachable) leaves the old SA in place.
+#[test]
+fn reauthentication_signs_again_and_survives_a_failing_signer() {
+    let pki = pki();
+    let mut p = sig_pair(true, RemoteAuth::Certificate(verifier_for(&pki)), &pki);
+    let mut peers = p.a.peers.clone();
+    peers[0].reauth_interval = Some(Duration::from_secs(100));
+    p.a.ep.set_peers(peers);
+    p.a.sign_mode = SignMode::After(Duration::from_millis(300));
+    p.connect();
+    p.run_for(Duration::from_secs(2));
+    assert_tunnel(&p, 1);
+    let signs = |n: &Node| {
+        n.events
+            .iter()
+            .filter(|e| e.contains("SignRequest"))
+            .count()
+    };
+    assert_eq!((signs(&p.a), signs(&p.b)), (1, 1));
+    let old_a = p.a.sa();
+    p.run_for(Duration::from_secs(100));
+    assert_eq!((signs(&p.a), signs(&p.b)), (2, 2), "{:?}", p.a.events);
+    assert!(event_pos(&p.a, &["IkeSaReauthenticated"]).is_some());
+    let second = p.a.sa();
+    assert_ne!(second, old_a);
+    assert_tunnel(&p, 1);
+    // Next time the signer fails: the SA that is up stays up, with its child.
+    p.a.sign_mode = SignMode::Fail;
+    let b_down = p.b.down.clone();
+    p.run_for(Duration::from_secs(101));
+    assert_eq!(signs(&p.a), 3);
+    assert!(
+        event_pos(&p.a, &["IkeSaReauthFailed", &format!("old: {second:?}")]).is_some(),
+        "{:?}",
+        p.a.events
+    );
+    assert_eq!(p.a.sa(), second);
+    assert_eq!(p.a.ep.ike_sas().len(), 1);
+    // B only has the attempt's half-open SA beside it (it expires on its own).
+    let states: Vec<&str> = p.b.ep.ike_sas().iter().map(|s| s.state).collect();
+    assert_eq!(states, ["DONE", "HALF-OPEN"]);
+    assert_eq!(p.b.down, b_down);
+    assert_tunnel(&p, 1);
+}
