@@ -386,6 +386,47 @@ fn fail_closed_policies_survive_kill_and_are_adopted_on_restart() {
     assert!(!dir.join("ipsecmgmt").exists());
 }
 
+/// moon (namespace a, 192.0.2.1) and sun (namespace b, 192.0.2.2), each
+/// with an iked (recording kernel; sun started first), its directory and an
+/// NMI client. Destructure with `_pair` first: it is dropped last.
+struct Gateways {
+    _pair: Pair,
+    moon: Iked,
+    sun: Iked,
+    ca: Client,
+    cb: Client,
+    ta: Target,
+    tb: Target,
+    da: std::path::PathBuf,
+    db: std::path::PathBuf,
+}
+
+fn gateways(tag: &str, moon_policy: &str, sun_policy: &str) -> Gateways {
+    let pair = Pair::new(tag);
+    let (da, db) = (tempdir(&format!("{tag}a")), tempdir(&format!("{tag}b")));
+    write_conf(&da, &pair.0, moon_policy);
+    write_conf(&db, &pair.1, sun_policy);
+    let sun = Iked::start(&db, &["--kernel", "recording"]);
+    let moon = Iked::start(&da, &["--kernel", "recording"]);
+    let (ta, tb) = (
+        Target::new(&pair.0.0).unwrap(),
+        Target::new(&pair.1.0).unwrap(),
+    );
+    let ca = Client::connect(da.join("ipsecmgmt")).unwrap();
+    let cb = Client::connect(db.join("ipsecmgmt")).unwrap();
+    Gateways {
+        _pair: pair,
+        moon,
+        sun,
+        ca,
+        cb,
+        ta,
+        tb,
+        da,
+        db,
+    }
+}
+
 fn gw_policy(me: &str, peer: &str, mine: &str, theirs: &str, auto: bool) -> String {
     format!(
         r#"
@@ -411,16 +452,20 @@ LocalDynVpnRule net {{
 #[test]
 fn ikev2_psk_between_two_iked_instances() {
     require_root!();
-    let pair = Pair::new("ike");
-    let (da, db) = (tempdir("ikea"), tempdir("ikeb"));
-    write_conf(
-        &da,
-        &pair.0,
+    // sun (responder) first; moon activates by itself (AutoActivate).
+    let Gateways {
+        _pair,
+        moon,
+        sun,
+        mut ca,
+        mut cb,
+        ta,
+        tb,
+        da,
+        db,
+    } = gateways(
+        "ike",
         &gw_policy("192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", true),
-    );
-    write_conf(
-        &db,
-        &pair.1,
         &gw_policy(
             "192.0.2.2",
             "192.0.2.1",
@@ -429,15 +474,6 @@ fn ikev2_psk_between_two_iked_instances() {
             false,
         ),
     );
-    // sun (responder) first; moon activates by itself (AutoActivate).
-    let sun = Iked::start(&db, &["--kernel", "recording"]);
-    let moon = Iked::start(&da, &["--kernel", "recording"]);
-    let (ta, tb) = (
-        Target::new(&pair.0.0).unwrap(),
-        Target::new(&pair.1.0).unwrap(),
-    );
-    let mut ca = Client::connect(da.join("ipsecmgmt")).unwrap();
-    let mut cb = Client::connect(db.join("ipsecmgmt")).unwrap();
 
     let ya = wait_for("moon's dynamic tunnel", || {
         dyn_tunnels(&mut ca, &ta).into_iter().next()
@@ -650,26 +686,20 @@ LocalDynVpnRule net-b {{
 #[test]
 fn two_auto_activate_rules_share_one_ike_sa() {
     require_root!();
-    let pair = Pair::new("two");
-    let (da, db) = (tempdir("twoa"), tempdir("twob"));
-    write_conf(
-        &da,
-        &pair.0,
+    let Gateways {
+        _pair,
+        moon,
+        sun,
+        mut ca,
+        mut cb,
+        ta,
+        tb,
+        ..
+    } = gateways(
+        "two",
         &two_rule_policy("192.0.2.1", "192.0.2.2", true),
-    );
-    write_conf(
-        &db,
-        &pair.1,
         &two_rule_policy("192.0.2.2", "192.0.2.1", false),
     );
-    let sun = Iked::start(&db, &["--kernel", "recording"]);
-    let moon = Iked::start(&da, &["--kernel", "recording"]);
-    let (ta, tb) = (
-        Target::new(&pair.0.0).unwrap(),
-        Target::new(&pair.1.0).unwrap(),
-    );
-    let mut ca = Client::connect(da.join("ipsecmgmt")).unwrap();
-    let mut cb = Client::connect(db.join("ipsecmgmt")).unwrap();
     let both = |c: &mut Client, t: &Target| {
         let ys = dyn_tunnels(c, t);
         (ys.len() == 2 && ys.iter().all(|y| y.state.display() == "Active")).then_some(ys)
@@ -769,17 +799,23 @@ fn nss_client_connects_over_its_stacks_network() {
 #[test]
 fn ikev2_reauthentication_between_two_iked_instances() {
     require_root!();
-    let pair = Pair::new("reau");
-    let (da, db) = (tempdir("reaua"), tempdir("reaub"));
     let reauth = |p: String| {
         p.replace(
             "KeyExchangeAction { KeyExchangeOffer",
             "KeyExchangeAction { ReauthInterval 1 KeyExchangeOffer",
         )
     };
-    write_conf(
-        &da,
-        &pair.0,
+    let Gateways {
+        _pair,
+        moon,
+        sun,
+        mut ca,
+        mut cb,
+        ta,
+        tb,
+        ..
+    } = gateways(
+        "reau",
         &reauth(gw_policy(
             "192.0.2.1",
             "192.0.2.2",
@@ -787,10 +823,6 @@ fn ikev2_reauthentication_between_two_iked_instances() {
             "10.2.0.0/24",
             true,
         )),
-    );
-    write_conf(
-        &db,
-        &pair.1,
         &reauth(gw_policy(
             "192.0.2.2",
             "192.0.2.1",
@@ -799,14 +831,6 @@ fn ikev2_reauthentication_between_two_iked_instances() {
             false,
         )),
     );
-    let sun = Iked::start(&db, &["--kernel", "recording"]);
-    let moon = Iked::start(&da, &["--kernel", "recording"]);
-    let (ta, tb) = (
-        Target::new(&pair.0.0).unwrap(),
-        Target::new(&pair.1.0).unwrap(),
-    );
-    let mut ca = Client::connect(da.join("ipsecmgmt")).unwrap();
-    let mut cb = Client::connect(db.join("ipsecmgmt")).unwrap();
     let ya = wait_for("moon's dynamic tunnel", || {
         dyn_tunnels(&mut ca, &ta).into_iter().next()
     });
