@@ -6,7 +6,8 @@
 //!            [--initiate] [--aggressive] [--seconds 20] [--pfs GROUP]
 //!            [--local-ts 10.1.0.0/24 --remote-ts 10.2.0.0/24] [--dpd SECONDS]
 //!            [--retries N] [--init-wait SECONDS]
-//!            [--until up | deleted | forever] [--delete-after SECONDS] [--install]
+//!            [--until up | deleted | forever] [--delete-after SECONDS]
+//!            [--delete-child-after SECONDS] [--install]
 //! ```
 //!
 //! Binds UDP 500 and 4500 on `--local` and drives an [`ike_proto::ikev1::Endpoint`]:
@@ -15,7 +16,8 @@
 //! when the `--until` condition holds: `up` (default: the ISAKMP SA and, when initiating,
 //! the child SA are up) or `deleted` (the peer deleted the ISAKMP SA after a child was up).
 //! With `--delete-after N` it deletes its ISAKMP SA N seconds after the child came up and
-//! exits 0 once the DELETE is sent. `--until forever` keeps running for `--seconds` and
+//! exits 0 once the DELETE is sent. With `--delete-child-after N` it deletes each child SA
+//! (an ESP DELETE each, the ISAKMP SA stays) N seconds after it came up. `--until forever` keeps running for `--seconds` and
 //! exits 0 if a child SA came up.
 //!
 //! `--install` (for VM scenarios with a kernel that has ESP) installs each child SA and its
@@ -34,7 +36,8 @@ use ike_proto::crypto::integ::IntegAlg;
 use ike_proto::crypto::sig::{LocalSigner, Signer};
 use ike_proto::ikev1::{Endpoint, ExchangeMode, V1Peer};
 use ike_proto::ikev2::{
-    ChildConfig, ChildProposal, EndpointConfig, Event, LocalAuth, PeerConfig, RemoteAuth, ts,
+    ChildConfig, ChildId, ChildProposal, EndpointConfig, Event, LocalAuth, PeerConfig, RemoteAuth,
+    ts,
 };
 use ike_proto::ikev2::{InstallChildSa, SaKeys};
 use ike_proto::wire::{DhGroup, TrafficSelector};
@@ -173,6 +176,10 @@ fn run() -> Result<bool, String> {
         .map(|s| s.parse())
         .transpose()
         .map_err(|e| format!("--delete-after: {e}"))?;
+    let delete_child_after: Option<Duration> = arg(&args, "--delete-child-after")
+        .map(|s| s.parse().map(Duration::from_secs))
+        .transpose()
+        .map_err(|e| format!("--delete-child-after: {e}"))?;
     let local_ts = net(&arg(&args, "--local-ts").unwrap_or_else(|| format!("{local}/32")))?;
     let remote_ts = net(&arg(&args, "--remote-ts").unwrap_or_else(|| format!("{remote}/32")))?;
     let pfs = arg(&args, "--pfs")
@@ -261,6 +268,8 @@ fn run() -> Result<bool, String> {
         .map_err(|e| format!("connect: {e}"))?;
     }
     let (mut ike_up, mut child_up, mut child_at, mut done) = (false, false, None, false);
+    // Children to delete with `--delete-child-after`, and when each came up.
+    let mut children: Vec<(ChildId, Instant)> = Vec::new();
     let mut buf = vec![0u8; 65536];
     loop {
         let now = Instant::now();
@@ -291,6 +300,17 @@ fn run() -> Result<bool, String> {
                 let _ = ep.delete_ike(now, sa.id);
             }
             child_at = None;
+        }
+        if let Some(d) = delete_child_after {
+            let (due, keep): (Vec<_>, Vec<_>) = children
+                .into_iter()
+                .partition(|(_, at)| now.duration_since(*at) >= d);
+            children = keep;
+            for (child, _) in due {
+                if let Err(e) = ep.delete_child(now, child) {
+                    println!("DELETE_CHILD_FAILED {e}");
+                }
+            }
         }
         while let Some(e) = ep.poll_event() {
             match e {
@@ -330,6 +350,7 @@ fn run() -> Result<bool, String> {
                     );
                     child_up = true;
                     child_at = Some(now);
+                    children.push((c.child, now));
                 }
                 Event::ChildSaFailed { reason, .. } => println!("CHILD_SA_FAILED {reason}"),
                 Event::DeleteChildSa {
